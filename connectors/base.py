@@ -1,0 +1,153 @@
+"""The transport contract: what every message transport (RabbitMQ, embedded) offers.
+
+Vocabulary follows Apache Camel: an *exchange* receives published messages and routes them
+by routing key (the event type) to the *queues* of the routes bound to it; a message that a
+route cannot process goes to the *dead letter channel* with the reason in its headers.
+
+A transport is small on purpose (after kombu's): declare, publish, consume, get, close.
+The ack decision is not made here: see ``connectors.consumer``.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+HeaderValue = str | int
+
+#: headers the dead letter channel adds to a message it takes
+HEADER_ERROR_REASON = "x-esb-error-reason"
+HEADER_ERROR_TYPE = "x-esb-error-type"
+HEADER_FAILED_QUEUE = "x-esb-failed-queue"
+HEADER_FAILED_AT = "x-esb-failed-at"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """One route's queue and the routing-key patterns (topic syntax: ``*`` one word, ``#`` any) bound to it."""
+
+    name: str
+    bindings: tuple[str, ...]
+    delivery_limit: int = 5
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything a transport declares: one topic exchange, the routes' queues, one dead letter channel."""
+
+    queues: tuple[QueueSpec, ...] = ()
+    exchange: str = "esb.events"
+    dead_letter_exchange: str = "esb.dlx"
+    dead_letter_queue: str = "esb.dead_letter"
+
+    def queue(self, name: str) -> QueueSpec:
+        for spec in self.queues:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    routing_key: str
+    body: bytes
+    message_id: str
+    headers: Mapping[str, HeaderValue] = field(default_factory=dict)
+    content_type: str = "application/cloudevents+json"
+
+
+class Delivery(ABC):
+    """A message handed to a consumer. Exactly one of ack / requeue / dead_letter must be called."""
+
+    body: bytes
+    routing_key: str
+    message_id: str | None
+    headers: Mapping[str, HeaderValue]
+    queue: str
+    #: how many times this message was delivered before (0 on the first delivery)
+    previous_deliveries: int
+
+    @abstractmethod
+    def ack(self) -> None:
+        """Processing succeeded: forget the message."""
+
+    @abstractmethod
+    def requeue(self) -> None:
+        """Processing failed transiently: deliver again later; counts towards the queue's delivery limit."""
+
+    @abstractmethod
+    def dead_letter(self, reason: str, error_type: str) -> None:
+        """Processing can never succeed: move the message to the dead letter channel with the reason."""
+
+
+DeliveryHandler = Callable[[Delivery], None]
+
+
+class Transport(ABC):
+    """A durable message transport. Implementations: ``rabbitmq``, ``embedded``."""
+
+    name: str
+
+    @abstractmethod
+    def declare(self, topology: Topology) -> None:
+        """Create exchange, queues, bindings and the dead letter channel; idempotent."""
+
+    @abstractmethod
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish to the topology's exchange; returns only once every message is durably taken.
+
+        Raises ``TransportError`` if any message was not confirmed; the caller then publishes
+        them all again (consumers are idempotent).
+        """
+
+    @abstractmethod
+    def consume(
+        self,
+        queue: str,
+        handler: DeliveryHandler,
+        *,
+        stop: threading.Event,
+        prefetch: int = 50,
+    ) -> None:
+        """Deliver messages from ``queue`` to ``handler`` in this thread until ``stop`` is set."""
+
+    @abstractmethod
+    def get(self, queue: str) -> Delivery | None:
+        """Take one message from ``queue`` if there is one (for tools and tests); the caller must settle it."""
+
+    @abstractmethod
+    def message_count(self, queue: str) -> int:
+        """Messages ready in ``queue`` (not counting unacknowledged ones)."""
+
+    @abstractmethod
+    def purge(self, queue: str) -> int:
+        """Drop every ready message of ``queue``; returns how many."""
+
+    def close(self) -> None:
+        """Release connections; the default has nothing to release."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+__all__ = [
+    "HEADER_ERROR_REASON",
+    "HEADER_ERROR_TYPE",
+    "HEADER_FAILED_AT",
+    "HEADER_FAILED_QUEUE",
+    "Delivery",
+    "DeliveryHandler",
+    "HeaderValue",
+    "OutgoingMessage",
+    "QueueSpec",
+    "Topology",
+    "Transport",
+]
