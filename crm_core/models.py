@@ -1,0 +1,191 @@
+"""The CRM's tables (SQLAlchemy 2). Alembic migrations in crm_core/migrations follow these."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(15, 2)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(35))
+    tax_id: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(241))
+    phone: Mapped[str | None] = mapped_column(String(30))
+    currency: Mapped[str] = mapped_column(String(3))
+    credit_limit: Mapped[Decimal] = mapped_column(Money)
+    payment_terms_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    addresses: Mapped[list[AddressRow]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan", order_by="AddressRow.position"
+    )
+    contacts: Mapped[list[ContactRow]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan", order_by="ContactRow.position"
+    )
+
+
+class AddressRow(Base):
+    __tablename__ = "customer_addresses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    street: Mapped[str] = mapped_column(String(60))
+    city: Mapped[str] = mapped_column(String(40))
+    postal_code: Mapped[str] = mapped_column(String(10))
+    country: Mapped[str] = mapped_column(String(2))
+
+    customer: Mapped[CustomerRow] = relationship(back_populates="addresses")
+
+
+class ContactRow(Base):
+    __tablename__ = "customer_contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(80))
+    email: Mapped[str | None] = mapped_column(String(241))
+    phone: Mapped[str | None] = mapped_column(String(30))
+    role: Mapped[str | None] = mapped_column(String(40))
+
+    customer: Mapped[CustomerRow] = relationship(back_populates="contacts")
+
+
+class ProductRow(Base):
+    """The product catalogue, a copy of the ERP's material master."""
+
+    __tablename__ = "products"
+
+    id: Mapped[str] = mapped_column(String(18), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    unit: Mapped[str] = mapped_column(String(3))
+    list_price: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[str] = mapped_column(String(35), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    order_date: Mapped[date] = mapped_column(Date)
+    total: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    erp_order_number: Mapped[str | None] = mapped_column(String(10))
+    rejection_code: Mapped[str | None] = mapped_column(String(40))
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    lines: Mapped[list[OrderLineRow]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", order_by="OrderLineRow.position"
+    )
+
+
+class OrderLineRow(Base):
+    __tablename__ = "order_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    # Not a foreign key: the catalogue is a copy of the ERP's and may lag behind it; the ERP decides.
+    product_id: Mapped[str] = mapped_column(String(18))
+    quantity: Mapped[Decimal] = mapped_column(Numeric(13, 3))
+    unit: Mapped[str] = mapped_column(String(3))
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+
+    order: Mapped[OrderRow] = relationship(back_populates="lines")
+
+
+class OutboxRow(Base):
+    """An event written in the same transaction as the change it reports; the relay publishes it."""
+
+    __tablename__ = "outbox"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(80))
+    subject: Mapped[str | None] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_outbox_pending", "published_at", "seq"),)
+
+
+class CrossReference(Base):
+    """Which id a CRM object has in each other system."""
+
+    __tablename__ = "cross_references"
+
+    system: Mapped[str] = mapped_column(String(20), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(40), primary_key=True)
+    crm_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("system", "entity", "external_id", name="uq_cross_references_external"),)
+
+
+class ProcessedMessage(Base):
+    """Message ids a consumer has applied, written in the same transaction as the effect."""
+
+    __tablename__ = "processed_messages"
+
+    consumer: Mapped[str] = mapped_column(String(80), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SyncCursor(Base):
+    """How far an incremental pull from another system has read (its change sequence)."""
+
+    __tablename__ = "sync_cursors"
+
+    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    details: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
