@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, computed_field, model_validator
 
 from canonical_model.types import CurrencyCode, Money, Quantity, UnitCode
+
+
+def _split_stated(data: Any, name: str) -> tuple[Any, Decimal | None]:
+    """Take a serialised computed field out of the input, to compare it once the model is built."""
+    if isinstance(data, dict) and name in data:
+        rest = {key: value for key, value in data.items() if key != name}
+        return rest, Decimal(str(data[name]))
+    return data, None
 
 
 class OrderStatus(StrEnum):
@@ -24,6 +33,15 @@ class OrderLine(BaseModel):
     quantity: Quantity
     unit: UnitCode = "H87"
     unit_price: Money
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _stated_net_amount_matches(cls, data: Any, handler: ModelWrapValidatorHandler[OrderLine]) -> OrderLine:
+        data, stated = _split_stated(data, "net_amount")
+        line = handler(data)
+        if stated is not None and stated != line.net_amount:
+            raise ValueError(f"net_amount {stated} does not match quantity x unit_price ({line.net_amount})")
+        return line
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -41,6 +59,15 @@ class SalesOrder(BaseModel):
     currency: CurrencyCode = "EUR"
     order_date: date
     lines: list[OrderLine] = Field(min_length=1)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _stated_total_matches(cls, data: Any, handler: ModelWrapValidatorHandler[SalesOrder]) -> SalesOrder:
+        data, stated = _split_stated(data, "total")
+        order = handler(data)
+        if stated is not None and stated != order.total:
+            raise ValueError(f"total {stated} does not match the sum of the lines ({order.total})")
+        return order
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -1,0 +1,43 @@
+# Fresh machine: `make demo` sets up and runs the demo; `make test` sets up and runs the checks and tests.
+VENV ?= .venv
+PYTHON ?= python3
+UV_VERSION = 0.13.9
+BIN = $(VENV)/bin
+EXTRAS ?= dev
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+setup: $(VENV)/.installed-$(EXTRAS)
+
+# Installs exactly the versions in constraints.txt (the lock, resolved once with every extra,
+# Apache Airflow included): a fresh install is reproducible.
+$(VENV)/.installed-$(EXTRAS): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: setup
+	$(BIN)/esb demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: setup
+	$(BIN)/python bench/transport_throughput.py
+
+# Re-resolve the lock after changing dependencies in pyproject.toml.
+lock:
+	$(BIN)/uv pip compile -q pyproject.toml --all-extras --python-version 3.11 -o constraints.txt
+
+clean:
+	rm -rf .esb .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""Wiring: settings -> database, CRM services, transport, ERP connector and routes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+
+import structlog
+from connectors.erp.client import ErpClient, ErpSettings
+
+from connectors.base import OutgoingMessage, Transport
+from connectors.publishing import envelope_publisher
+from connectors.registry import create_transport
+from crm_core.db import create_db_engine, session_factory
+from crm_core.migrate import upgrade
+from crm_core.outbox import OutboxRelay, PendingEvent
+from crm_core.services import CrmService
+from esb.config import EsbSettings
+from flows.catalogue import all_routes
+from flows.routes import Route, queue_name, topology
+
+log = structlog.get_logger(__name__)
+
+
+def build_transport(settings: EsbSettings) -> Transport:
+    if settings.transport == "rabbitmq":
+        return create_transport("rabbitmq", url=settings.rabbitmq_url.get_secret_value())
+    return create_transport("embedded", url=settings.embedded_url)
+
+
+def build_erp_client(settings: EsbSettings) -> ErpClient:
+    erp = settings.erp
+    return ErpClient(
+        ErpSettings(
+            url=erp.url,
+            username=erp.username,
+            password=erp.password,
+            connect_timeout=erp.connect_timeout,
+            operation_timeout=erp.operation_timeout,
+            retries=erp.retries,
+        )
+    )
+
+
+class Application:
+    """One process's view of crm-esb: build once, share between the worker's threads."""
+
+    def __init__(self, settings: EsbSettings) -> None:
+        self.settings = settings
+        assert settings.database_url is not None  # filled in by the settings validator
+        self.engine = create_db_engine(settings.database_url)
+        upgrade(self.engine)
+        self.sessions = session_factory(self.engine)
+        self.crm = CrmService(self.sessions)
+        self.transport = build_transport(settings)
+        self.erp = build_erp_client(settings)
+        self.routes: list[Route] = all_routes(self.crm, self.erp, envelope_publisher(self.transport))
+        self.topology = topology(settings.namespace, self.routes)
+        self.transport.declare(self.topology)
+        log.info(
+            "application ready",
+            transport=settings.transport,
+            database=self.engine.url.render_as_string(hide_password=True),
+            routes=[r.name for r in self.routes],
+        )
+
+    def queue_of(self, route: Route) -> str:
+        return queue_name(self.settings.namespace, route)
+
+    def outbox_relay(self) -> OutboxRelay:
+        transport = self.transport
+
+        def publish(events: Sequence[PendingEvent]) -> None:
+            transport.publish(
+                [OutgoingMessage(routing_key=e.event_type, body=e.body, message_id=e.message_id) for e in events]
+            )
+
+        return OutboxRelay(self.sessions, publish, batch_size=self.settings.worker.outbox_batch_size)
+
+    def close(self) -> None:
+        self.transport.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> Application:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+__all__ = ["Application", "build_erp_client", "build_transport"]

@@ -1,0 +1,23 @@
+"""Every route of the product, wired to its dependencies."""
+
+from __future__ import annotations
+
+from connectors.erp.client import ErpClient
+
+from connectors.publishing import EnvelopePublisher
+from crm_core.services import CrmService
+from flows.customer_sync import customer_to_erp_route
+from flows.order_outcome import order_outcome_route
+from flows.order_to_erp import order_to_erp_route
+from flows.routes import Route
+
+
+def all_routes(crm: CrmService, erp: ErpClient, publish: EnvelopePublisher) -> list[Route]:
+    return [
+        customer_to_erp_route(crm, erp),
+        order_to_erp_route(crm, erp, publish),
+        order_outcome_route(crm),
+    ]
+
+
+__all__ = ["all_routes"]

@@ -1,0 +1,77 @@
+"""Route order.placed -> ERP sales order -> order.confirmed | order.rejected.
+
+A business outcome is not an error of the route: an order the ERP refuses (credit block,
+unknown material) or that cannot be mapped becomes ``order.rejected`` with the reason in
+canonical terms, and the message is acknowledged. Only transient failures are retried.
+"""
+
+from __future__ import annotations
+
+from connectors.erp.client import ErpClient
+
+from canonical_model import events
+from canonical_model.envelope import Envelope
+from canonical_model.errors import BusinessRejection, InvalidMessage, MappingError
+from canonical_model.order import OrderConfirmed, OrderRejected, SalesOrder
+from connectors.publishing import EnvelopePublisher
+from crm_core.errors import NotFound
+from crm_core.services import CrmService
+from flows.erp_customer import ensure_erp_customer, in_canonical_terms
+from flows.payloads import data_of
+from flows.routes import Route
+from mappings import load_mapping
+
+SOURCE = "/esb/erp-orders"
+
+
+class OrderToErp:
+    def __init__(self, crm: CrmService, erp: ErpClient, publish: EnvelopePublisher) -> None:
+        self._crm = crm
+        self._erp = erp
+        self._publish = publish
+        self._mapping = load_mapping("erp_sales_order")
+
+    def __call__(self, envelope: Envelope) -> None:
+        order = data_of(envelope, SalesOrder)
+        correlation_id = envelope.correlationid or envelope.id
+        try:
+            outcome = self._confirm(order, correlation_id)
+        except MappingError as exc:
+            outcome = OrderRejected(order_id=order.id, reason=str(exc), code="MAPPING", field=exc.path)
+        except BusinessRejection as exc:
+            outcome = OrderRejected(order_id=order.id, reason=exc.message, code=exc.code, field=exc.field)
+        kind = events.ORDER_CONFIRMED if isinstance(outcome, OrderConfirmed) else events.ORDER_REJECTED
+        self._publish(Envelope.new(kind, outcome, source=SOURCE, cause=envelope))
+
+    def _confirm(self, order: SalesOrder, correlation_id: str) -> OrderConfirmed:
+        try:
+            customer = self._crm.get_customer(order.customer_id)
+        except NotFound as exc:
+            raise InvalidMessage(f"order {order.id} names a customer the CRM does not know") from exc
+        kunnr = ensure_erp_customer(self._crm, self._erp, customer, correlation_id=correlation_id)
+        request = self._mapping.to_target(order, context={"kunnr": kunnr})
+        try:
+            result = self._erp.create_sales_order(
+                request["IDEMPOTENCY_KEY"], request["HEADER"], request["ITEMS"]["ITEM"], correlation_id=correlation_id
+            )
+        except BusinessRejection as exc:
+            raise in_canonical_terms(exc, self._mapping.canonical_path) from exc
+        sales_order = result.order
+        return OrderConfirmed(
+            order_id=order.id,
+            erp_order_number=str(sales_order["VBELN"]),
+            net_value=sales_order["NETWR"],
+            currency=str(sales_order["WAERS"]),
+        )
+
+
+def order_to_erp_route(crm: CrmService, erp: ErpClient, publish: EnvelopePublisher) -> Route:
+    return Route(
+        name="erp.order_placed",
+        bindings=(events.ORDER_PLACED,),
+        handler=OrderToErp(crm, erp, publish),
+        description="CRM order.placed -> ERP CreateSalesOrder (customer first if missing) -> order.confirmed/rejected",
+    )
+
+
+__all__ = ["OrderToErp", "order_to_erp_route"]
