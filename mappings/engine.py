@@ -1,0 +1,257 @@
+"""Applying a compiled definition: canonical -> system (``to_target``) and back (``to_canonical``).
+
+The engine does no I/O and keeps no state between calls. Whatever it cannot carry over raises
+``MappingError`` whose ``path`` is the canonical field (``lines[1].unit``) in both directions;
+the reason names the system field too (``[erp field ITEMS.ITEM[1].VRKME]``), so a fault can be
+followed from either end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import BaseModel
+
+from canonical_model.errors import MappingError
+from mappings.convert import Rejected, upper, with_places
+from mappings.definition import Definition, Direction, Rule
+from mappings.paths import MISSING, ROOT, FieldPath, PathStructureError, Segment, format_path, read, write
+
+Context = MappingABC[str, object]
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """One call's direction and context, and where in both records the walk is (``lines[1]``)."""
+
+    mapping: str
+    system: str
+    direction: Direction
+    context: Context
+    canonical_at: FieldPath = ROOT
+    system_at: FieldPath = ROOT
+
+    def inside(self, canonical: FieldPath, system: FieldPath) -> _Scope:
+        return replace(self, canonical_at=self.canonical_at / canonical, system_at=self.system_at / system)
+
+    def error(self, rule: Rule, value: object, reason: str) -> MappingError:
+        system = self.system_at / rule.system if rule.system is not None else None
+        if rule.canonical is not None:
+            return self.failure(self.canonical_at / rule.canonical, system, value, reason)
+        # a field filled only from the context has no canonical path: name the context key instead
+        return self.failure(f"context.{rule.context}", system, value, reason)
+
+    def failure(self, canonical: FieldPath | str, system: FieldPath | None, value: object, reason: str) -> MappingError:
+        where = f" [{self.system} field {system}]" if system is not None else ""
+        return MappingError(str(canonical), value, f"{reason}{where}", mapping=self.mapping)
+
+    def missing(self, rule: Rule) -> MappingError:
+        if rule.source(self.direction) is None:
+            reason = f"required, but the context gives no {rule.context!r}"
+        elif rule.context is not None:
+            reason = f"required, but missing (and the context gives no {rule.context!r})"
+        else:
+            reason = "required, but missing"
+        return self.error(rule, None, reason)
+
+
+class Mapping:
+    """One compiled mapping between a canonical model and a system's own record."""
+
+    def __init__(self, definition: Definition) -> None:
+        self._definition = definition
+
+    @property
+    def name(self) -> str:
+        return self._definition.name
+
+    @property
+    def model(self) -> type[BaseModel] | None:
+        """The canonical model the definition declares (``model:``), if any."""
+        return self._definition.model
+
+    @property
+    def source(self) -> str:
+        """The definition file it was compiled from."""
+        return self._definition.source
+
+    def __repr__(self) -> str:
+        return f"<Mapping {self.name} from {self.source}>"
+
+    def to_target(self, canonical: BaseModel | MappingABC[str, Any], context: Context | None = None) -> dict[str, Any]:
+        """The system's record for a canonical object (a model instance or its dict)."""
+        model = self._definition.model
+        if isinstance(canonical, BaseModel):
+            if model is not None and not isinstance(canonical, model):
+                raise TypeError(f"mapping {self.name} maps {model.__name__}, not {type(canonical).__name__}")
+            canonical = canonical.model_dump()
+        return self._apply(canonical, Direction.TO_TARGET, context)
+
+    def to_canonical(self, system: MappingABC[str, Any], context: Context | None = None) -> dict[str, Any]:
+        """The canonical dict for a system record; the caller validates it with the canonical model."""
+        return self._apply(system, Direction.TO_CANONICAL, context)
+
+    def canonical_path(self, system_path: str) -> str | None:
+        """The canonical field a system field path comes from, e.g. ``ITEMS.ITEM[1].MATNR`` -> ``lines[1].product_id``.
+
+        Accepts paths with or without the definition's ``system_root`` (``CUSTOMER.LAND1`` or ``LAND1``);
+        None when the field has no canonical counterpart (a constant, a context value) or is unknown.
+        """
+        try:
+            segments = FieldPath.parse(system_path).segments
+        except ValueError:
+            return None
+        root = self._definition.system_root
+        if root is not None and segments[: len(root.segments)] == root.segments:
+            segments = segments[len(root.segments) :]
+        found = _find_canonical(self._definition.rules, segments, ())
+        return format_path(found) if found else None
+
+    def _apply(self, data: object, direction: Direction, context: Context | None) -> dict[str, Any]:
+        if not isinstance(data, MappingABC):
+            raise TypeError(f"mapping {self.name} needs a dict (or a canonical model), not {type(data).__name__}")
+        scope = _Scope(self.name, self._definition.system, direction, context or {})
+        return _apply_rules(self._definition.rules, data, scope)
+
+
+def _apply_rules(rules: tuple[Rule, ...], data: MappingABC[str, Any], scope: _Scope) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for rule in rules:
+        target = rule.target(scope.direction)
+        if scope.direction not in rule.directions or target is None:
+            continue
+        value = _map_list(rule, data, scope) if rule.items is not None else _map_value(rule, data, scope)
+        if value is not MISSING:
+            write(out, target, value)
+    return out
+
+
+def _map_value(rule: Rule, data: MappingABC[str, Any], scope: _Scope) -> Any:
+    if rule.constant is not MISSING:
+        return rule.constant
+    value = _read_source(rule, data, scope)
+    if _absent(value):
+        if rule.default is not MISSING:
+            if scope.direction is Direction.TO_CANONICAL:
+                # the default is already a canonical value: it only needs its type
+                return _step(rule, scope, rule.default, _typed)
+            value = rule.default
+        elif rule.required:
+            raise scope.missing(rule)
+        else:
+            return MISSING
+    return _step(rule, scope, value, _forward if scope.direction is Direction.TO_TARGET else _backward)
+
+
+def _read_source(rule: Rule, data: MappingABC[str, Any], scope: _Scope) -> Any:
+    # a value the caller puts in the context wins over the record's own field
+    if rule.context is not None:
+        given = scope.context.get(rule.context, MISSING)
+        if not _absent(given):
+            return given
+    source = rule.source(scope.direction)
+    return MISSING if source is None else _read(data, source, rule, scope)
+
+
+def _map_list(rule: Rule, data: MappingABC[str, Any], scope: _Scope) -> Any:
+    source = rule.source(scope.direction)
+    assert rule.items is not None and rule.canonical is not None and rule.system is not None and source is not None
+    items = _read(data, source, rule, scope)
+    if isinstance(items, MappingABC):
+        items = [items]  # XML-to-dict converters give a single repeated element without its list
+    if _absent(items) or (isinstance(items, list | tuple) and not items):
+        if rule.required:
+            raise scope.missing(rule)
+        return MISSING
+    if not isinstance(items, list | tuple):
+        raise scope.error(rule, items, "expected a list")
+    mapped = []
+    for index, item in enumerate(items):
+        inner = scope.inside(rule.canonical / index, rule.system / index)
+        if isinstance(item, BaseModel):
+            item = item.model_dump()
+        if not isinstance(item, MappingABC):
+            raise inner.failure(inner.canonical_at, inner.system_at, item, "expected an object")
+        mapped.append(_apply_rules(rule.items, item, inner))
+    return mapped
+
+
+def _read(data: MappingABC[str, Any], path: FieldPath, rule: Rule, scope: _Scope) -> Any:
+    try:
+        return read(data, path)
+    except PathStructureError as exc:
+        raise scope.error(rule, exc.found, str(exc)) from None
+
+
+def _step(rule: Rule, scope: _Scope, value: Any, step: Callable[[Rule, Any], Any]) -> Any:
+    try:
+        return step(rule, value)
+    except Rejected as exc:
+        raise scope.error(rule, value, exc.reason) from None
+
+
+def _forward(rule: Rule, value: Any) -> Any:
+    """canonical -> system: normalise, type, then look up; the length check sees the final value."""
+    if rule.upper:
+        value = upper(value)
+    value = _typed(rule, value)
+    if rule.invert:
+        value = not value
+    if rule.value_map is not None:
+        value = rule.value_map.to_target(value)
+    if rule.max_length is not None and isinstance(value, str) and len(value) > rule.max_length:
+        raise Rejected(f"longer than {rule.max_length} characters")
+    return value
+
+
+def _backward(rule: Rule, value: Any) -> Any:
+    """system -> canonical: normalise, look up, then type (a map's codes may be ints, e.g. 30 days)."""
+    if rule.upper:
+        value = upper(value)
+    if rule.value_map is not None:
+        value = rule.value_map.to_canonical(value)
+    value = _typed(rule, value)
+    if rule.invert:
+        value = not value
+    return value
+
+
+def _typed(rule: Rule, value: Any) -> Any:
+    if rule.convert is not None:
+        value = rule.convert(value)
+    if rule.places is not None:
+        value = with_places(value, rule.places)
+    return value
+
+
+def _absent(value: object) -> bool:
+    # SOAP and JSON systems send an empty string as often as they leave a field out
+    return value is MISSING or value is None or value == ""
+
+
+def _find_canonical(
+    rules: tuple[Rule, ...], segments: tuple[Segment, ...], base: tuple[Segment, ...]
+) -> tuple[Segment, ...] | None:
+    for rule in rules:
+        if rule.system is None or rule.canonical is None:
+            continue
+        length = len(rule.system.segments)
+        if segments[:length] != rule.system.segments:
+            continue
+        rest = segments[length:]
+        canonical = base + rule.canonical.segments
+        if not rest:
+            return canonical
+        if rule.items is not None and isinstance(rest[0], int):
+            if len(rest) == 1:
+                return canonical + rest[:1]
+            found = _find_canonical(rule.items, rest[1:], canonical + rest[:1])
+            if found is not None:
+                return found
+    return None
+
+
+__all__ = ["Context", "Mapping"]
