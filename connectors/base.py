@@ -14,6 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 
 HeaderValue = str | int
@@ -23,6 +24,21 @@ HEADER_ERROR_REASON = "x-esb-error-reason"
 HEADER_ERROR_TYPE = "x-esb-error-type"
 HEADER_FAILED_QUEUE = "x-esb-failed-queue"
 HEADER_FAILED_AT = "x-esb-failed-at"
+HEADER_ORIGINAL_ROUTING_KEY = "x-esb-original-routing-key"
+
+#: the reason a transport gives when a message was delivered more often than its queue's delivery limit
+DELIVERY_LIMIT_EXCEEDED = "delivery limit exceeded"
+
+
+def dead_letter_headers(*, reason: str, error_type: str, queue: str, routing_key: str) -> dict[str, HeaderValue]:
+    """The headers every transport adds to a message it moves to the dead letter channel."""
+    return {
+        HEADER_ERROR_REASON: reason,
+        HEADER_ERROR_TYPE: error_type,
+        HEADER_FAILED_QUEUE: queue,
+        HEADER_FAILED_AT: datetime.now(UTC).isoformat(),
+        HEADER_ORIGINAL_ROUTING_KEY: routing_key,
+    }
 
 
 @dataclass(frozen=True)
@@ -139,10 +155,12 @@ class Transport(ABC):
 
 
 __all__ = [
+    "DELIVERY_LIMIT_EXCEEDED",
     "HEADER_ERROR_REASON",
     "HEADER_ERROR_TYPE",
     "HEADER_FAILED_AT",
     "HEADER_FAILED_QUEUE",
+    "HEADER_ORIGINAL_ROUTING_KEY",
     "Delivery",
     "DeliveryHandler",
     "HeaderValue",
@@ -150,4 +168,5 @@ __all__ = [
     "QueueSpec",
     "Topology",
     "Transport",
+    "dead_letter_headers",
 ]

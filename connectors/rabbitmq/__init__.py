@@ -1,0 +1,5 @@
+"""RabbitMQ transport: ``RabbitMQTransport`` (registry name ``rabbitmq``)."""
+
+from connectors.rabbitmq.transport import RabbitMQTransport
+
+__all__ = ["RabbitMQTransport"]

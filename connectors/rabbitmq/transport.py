@@ -1,0 +1,253 @@
+"""The RabbitMQ transport: quorum queues, pipelined publisher confirms, manual acks.
+
+pika allows one connection per thread, so this transport holds three kinds:
+
+- the publisher's SelectConnection in its own I/O thread, shared by every publishing thread
+  (see ``publisher``);
+- one BlockingConnection per ``consume`` call, in the consuming thread;
+- one BlockingConnection behind a lock for declare / get / message_count / purge.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import Any, TypeVar
+
+import pika
+import structlog
+
+from canonical_model.errors import TransportError
+from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport
+from connectors.rabbitmq.delivery import RabbitMQDelivery
+from connectors.rabbitmq.errors import CHANNEL_ERRORS, CONNECTION_ERRORS, translated
+from connectors.rabbitmq.publisher import ConfirmingPublisher
+from connectors.rabbitmq.topology import declare_topology, delete_topology
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def dispatch(handler: DeliveryHandler, delivery: RabbitMQDelivery) -> None:
+    """Run ``handler``; whatever it does, the consuming loop goes on and the delivery ends up settled."""
+    try:
+        handler(delivery)
+    except Exception:
+        log.exception("delivery handler failed", queue=delivery.queue, message_id=delivery.message_id)
+    if not delivery.settled:
+        log.error("delivery left unsettled; requeueing", queue=delivery.queue, message_id=delivery.message_id)
+        try:
+            delivery.requeue()
+        except Exception:  # the connection is gone: the broker gives the message back by itself
+            log.exception("could not requeue", queue=delivery.queue, message_id=delivery.message_id)
+
+
+class RabbitMQTransport(Transport):
+    """``Transport`` on RabbitMQ (3.10+). Options given here win over the same options in the URL."""
+
+    name = "rabbitmq"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        confirm_window: int = 256,
+        heartbeat: int = 30,
+        blocked_connection_timeout: float = 30,
+        connection_attempts: int = 3,
+        retry_delay: float = 1.0,
+        socket_timeout: float = 10.0,
+        publish_timeout: float = 60.0,
+        reconnect_delay: float = 0.5,
+        reconnect_max_delay: float = 30.0,
+        poll_interval: float = 0.1,
+        client_name: str = "crm-esb",
+    ) -> None:
+        self._url = url
+        self._client_name = client_name
+        self._options: dict[str, Any] = {
+            "heartbeat": heartbeat,
+            "blocked_connection_timeout": blocked_connection_timeout,
+            "connection_attempts": connection_attempts,
+            "retry_delay": retry_delay,
+            "socket_timeout": socket_timeout,
+        }
+        self._reconnect_delay = reconnect_delay
+        self._reconnect_max_delay = reconnect_max_delay
+        self._poll_interval = poll_interval
+        self._publisher = ConfirmingPublisher(
+            lambda: self._parameters("publisher"), confirm_window=confirm_window, timeout=publish_timeout
+        )
+        self._admin_lock = threading.RLock()
+        self._admin_connection: Any = None
+        self._admin_channel: Any = None
+        default = Topology()
+        self._exchange = default.exchange
+        self._dead_letter_exchange = default.dead_letter_exchange
+        #: queue -> (delivery limit, dead letter exchange), for the queues this transport declared
+        self._queues: dict[str, tuple[int, str]] = {}
+
+    def _parameters(self, role: str) -> pika.URLParameters:
+        parameters = pika.URLParameters(self._url)
+        for option, value in self._options.items():
+            setattr(parameters, option, value)
+        # names the connection in the broker's tools (rabbitmqctl list_connections client_properties)
+        parameters.client_properties = {"connection_name": f"{self._client_name} {role} pid={os.getpid()}"}
+        return parameters
+
+    # -- declare, publish
+
+    def declare(self, topology: Topology) -> None:
+        self._admin("declare", lambda channel: declare_topology(channel, topology))
+        self._exchange = topology.exchange
+        self._dead_letter_exchange = topology.dead_letter_exchange
+        for spec in topology.queues:
+            self._queues[spec.name] = (spec.delivery_limit, topology.dead_letter_exchange)
+        log.info("topology declared", exchange=topology.exchange, queues=[spec.name for spec in topology.queues])
+
+    def delete(self, topology: Topology) -> None:
+        """Delete the queues and exchanges of ``topology`` (tests, tools)."""
+        self._admin("delete", lambda channel: delete_topology(channel, topology))
+        for spec in topology.queues:
+            self._queues.pop(spec.name, None)
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        self._publisher.publish(self._exchange, messages)
+
+    # -- consume
+
+    def consume(self, queue: str, handler: DeliveryHandler, *, stop: threading.Event, prefetch: int = 50) -> None:
+        delay = self._reconnect_delay
+        while not stop.is_set():
+            connected = threading.Event()
+            try:
+                self._consume_connection(queue, handler, stop, prefetch, connected)
+            except Exception as exc:
+                if isinstance(exc, (TransportError, *CONNECTION_ERRORS, *CHANNEL_ERRORS)):
+                    log.warning("consumer disconnected; reconnecting", queue=queue, error=repr(exc), retry_in=delay)
+                else:
+                    log.exception("consumer failed; reconnecting", queue=queue, retry_in=delay)
+                if connected.is_set():
+                    delay = self._reconnect_delay
+                stop.wait(delay)
+                delay = min(delay * 2, self._reconnect_max_delay)
+
+    def _consume_connection(
+        self,
+        queue: str,
+        handler: DeliveryHandler,
+        stop: threading.Event,
+        prefetch: int,
+        connected: threading.Event,
+    ) -> None:
+        limit, dead_letter_exchange = self._queue_settings(queue)
+        connection = pika.BlockingConnection(self._parameters(f"consumer {queue}"))
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()  # for the dead letter copies published on this channel
+            channel.basic_qos(prefetch_count=prefetch)
+
+            def on_message(channel: Any, method: Any, properties: Any, body: bytes) -> None:
+                delivery = RabbitMQDelivery(
+                    channel,
+                    method,
+                    properties,
+                    body,
+                    queue=queue,
+                    dead_letter_exchange=dead_letter_exchange,
+                    delivery_limit=limit,
+                )
+                if stop.is_set():
+                    with suppress(TransportError):
+                        delivery.return_unprocessed()
+                    return
+                # Runs in this thread: a handler that takes longer than about two heartbeats
+                # (2 x heartbeat seconds) loses the connection and its message is delivered again.
+                dispatch(handler, delivery)
+
+            tag = channel.basic_consume(queue, on_message, auto_ack=False)
+            connected.set()
+            log.info("consuming", queue=queue, prefetch=prefetch)
+            while not stop.is_set():
+                connection.process_data_events(time_limit=self._poll_interval)
+            channel.basic_cancel(tag)
+        finally:
+            with suppress(Exception):
+                if connection.is_open:
+                    connection.close()
+
+    def _queue_settings(self, queue: str) -> tuple[int | None, str]:
+        limit, dead_letter_exchange = self._queues.get(queue, (None, self._dead_letter_exchange))
+        return limit, dead_letter_exchange
+
+    # -- get, count, purge: one shared connection
+
+    def get(self, queue: str) -> Delivery | None:
+        def basic_get(channel: Any) -> Delivery | None:
+            method, properties, body = channel.basic_get(queue, auto_ack=False)
+            if method is None:
+                return None
+            limit, dead_letter_exchange = self._queue_settings(queue)
+            return RabbitMQDelivery(
+                channel,
+                method,
+                properties,
+                body,
+                queue=queue,
+                dead_letter_exchange=dead_letter_exchange,
+                delivery_limit=limit,
+                lock=self._admin_lock,
+            )
+
+        return self._admin("get", basic_get)
+
+    def message_count(self, queue: str) -> int:
+        return self._admin("message_count", lambda ch: int(ch.queue_declare(queue, passive=True).method.message_count))
+
+    def purge(self, queue: str) -> int:
+        return self._admin("purge", lambda channel: int(channel.queue_purge(queue).method.message_count))
+
+    def _admin(self, operation: str, action: Callable[[Any], T]) -> T:
+        """Run ``action`` on the shared channel; a lost connection (e.g. idle too long) is replaced once."""
+        with self._admin_lock:
+            for attempt in (1, 2):
+                try:
+                    with translated(operation):
+                        return action(self._open_admin_channel())
+                except TransportError as exc:
+                    if isinstance(exc.__cause__, CHANNEL_ERRORS):
+                        self._admin_channel = None  # the broker closed it (404, 406): the next call opens another
+                    elif isinstance(exc.__cause__, CONNECTION_ERRORS) and attempt == 1:
+                        self._close_admin()
+                        continue
+                    raise
+            raise AssertionError("unreachable")
+
+    def _open_admin_channel(self) -> Any:
+        if self._admin_connection is None or not self._admin_connection.is_open:
+            self._admin_connection = pika.BlockingConnection(self._parameters("admin"))
+            self._admin_channel = None
+        if self._admin_channel is None or not self._admin_channel.is_open:
+            channel = self._admin_connection.channel()
+            channel.confirm_delivery()
+            self._admin_channel = channel
+        return self._admin_channel
+
+    def _close_admin(self) -> None:
+        connection, self._admin_connection, self._admin_channel = self._admin_connection, None, None
+        if connection is not None:
+            with suppress(Exception):
+                if connection.is_open:
+                    connection.close()
+
+    def close(self) -> None:
+        self._publisher.close()
+        with self._admin_lock:
+            self._close_admin()
+
+
+__all__ = ["DEFAULT_URL", "RabbitMQTransport", "dispatch"]
