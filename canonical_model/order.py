@@ -12,12 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, co
 from canonical_model.types import CurrencyCode, Money, Quantity, UnitCode
 
 
-def _split_stated(data: Any, name: str) -> tuple[Any, Decimal | None]:
+def _split_stated(data: Any, name: str) -> tuple[Any, Any]:
     """Take a serialised computed field out of the input, to compare it once the model is built."""
     if isinstance(data, dict) and name in data:
-        rest = {key: value for key, value in data.items() if key != name}
-        return rest, Decimal(str(data[name]))
+        rest = dict(data)
+        return rest, rest.pop(name)
     return data, None
+
+
+def _differs(stated: Any, derived: Decimal) -> bool:
+    return stated is not None and Decimal(str(stated)) != derived
 
 
 class OrderStatus(StrEnum):
@@ -34,12 +38,14 @@ class OrderLine(BaseModel):
     unit: UnitCode = "H87"
     unit_price: Money
 
+    # Computed fields are serialised (consumers want them) but derived on input: a stated value must
+    # match, so a message corrupted or edited by hand cannot carry a total that disagrees with its lines.
     @model_validator(mode="wrap")
     @classmethod
     def _stated_net_amount_matches(cls, data: Any, handler: ModelWrapValidatorHandler[OrderLine]) -> OrderLine:
         data, stated = _split_stated(data, "net_amount")
         line = handler(data)
-        if stated is not None and stated != line.net_amount:
+        if _differs(stated, line.net_amount):
             raise ValueError(f"net_amount {stated} does not match quantity x unit_price ({line.net_amount})")
         return line
 
@@ -65,7 +71,7 @@ class SalesOrder(BaseModel):
     def _stated_total_matches(cls, data: Any, handler: ModelWrapValidatorHandler[SalesOrder]) -> SalesOrder:
         data, stated = _split_stated(data, "total")
         order = handler(data)
-        if stated is not None and stated != order.total:
+        if _differs(stated, order.total):
             raise ValueError(f"total {stated} does not match the sum of the lines ({order.total})")
         return order
 

@@ -1,0 +1,3 @@
+from esb.cli import main
+
+main()
