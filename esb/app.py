@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from types import TracebackType
 
 import structlog
-from connectors.erp.client import ErpClient, ErpSettings
 
 from connectors.base import OutgoingMessage, Transport
+from connectors.erp import ErpClient, ErpSettings
 from connectors.publishing import envelope_publisher
 from connectors.registry import create_transport
 from crm_core.db import create_db_engine, session_factory

@@ -79,13 +79,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> EsbSetti
     """
     if config_file is None and os.environ.get(CONFIG_ENV):
         config_file = Path(os.environ[CONFIG_ENV])
-    settings_cls = EsbSettings
+    settings_cls: type[EsbSettings] = EsbSettings
     if config_file is not None:
         if not config_file.is_file():
             raise ConfigError(f"config file {config_file} does not exist")
-        settings_cls = type(
-            "EsbFileSettings", (EsbSettings,), {"model_config": {**EsbSettings.model_config, "toml_file": config_file}}
-        )
+        # A subclass per file: pydantic-settings reads the TOML path from the class's model_config.
+        file_config = SettingsConfigDict(**{**EsbSettings.model_config, "toml_file": config_file})
+        settings_cls = type("EsbFileSettings", (EsbSettings,), {"model_config": file_config})
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:

@@ -7,12 +7,11 @@ canonical terms, and the message is acknowledged. Only transient failures are re
 
 from __future__ import annotations
 
-from connectors.erp.client import ErpClient
-
 from canonical_model import events
 from canonical_model.envelope import Envelope
 from canonical_model.errors import BusinessRejection, InvalidMessage, MappingError
 from canonical_model.order import OrderConfirmed, OrderRejected, SalesOrder
+from connectors.erp.client import ErpClient
 from connectors.publishing import EnvelopePublisher
 from crm_core.errors import NotFound
 from crm_core.services import CrmService
@@ -34,6 +33,7 @@ class OrderToErp:
     def __call__(self, envelope: Envelope) -> None:
         order = data_of(envelope, SalesOrder)
         correlation_id = envelope.correlationid or envelope.id
+        outcome: OrderConfirmed | OrderRejected
         try:
             outcome = self._confirm(order, correlation_id)
         except MappingError as exc:

@@ -1,0 +1,149 @@
+"""The walking skeleton end to end: CRM -> outbox -> transport -> ERP over SOAP -> transport -> CRM.
+
+The same test runs on the embedded transport and on RabbitMQ, on SQLite and on PostgreSQL; the
+ERP is the reference SOAP server in its own process, reached over HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from backoffice.erp.process import ErpServerProcess
+from canonical_model import OrderStatus
+from canonical_model.envelope import Envelope
+from connectors.publishing import publish_envelopes
+from crm_core.schemas import NewCustomer, NewOrder, NewOrderLine, OrderView
+from esb.app import Application
+from esb.config import EsbSettings
+from esb.worker import Worker
+from flows.material_sync import sync_materials
+
+
+@pytest.fixture(scope="module")
+def erp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ErpServerProcess]:
+    with ErpServerProcess(db_path=tmp_path_factory.mktemp("erp") / "erp.db", seed=True) as server:
+        yield server
+
+
+COMBINATIONS = [
+    ("embedded", "sqlite"),
+    ("embedded", "postgresql"),
+    ("rabbitmq", "sqlite"),
+    ("rabbitmq", "postgresql"),
+]
+
+
+@pytest.fixture(params=COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])
+def app(
+    request: pytest.FixtureRequest, tmp_path: Path, erp_server: ErpServerProcess, unique_name: str
+) -> Iterator[Application]:
+    transport, database = request.param
+    overrides: dict[str, object] = {
+        "data_dir": tmp_path,
+        "namespace": unique_name,
+        "transport": transport,
+        "erp": {"url": erp_server.url},
+        "worker": {"material_sync_seconds": 0},
+    }
+    if database == "postgresql":
+        overrides["database_url"] = request.getfixturevalue("postgres_url")
+    if transport == "rabbitmq":
+        overrides["rabbitmq_url"] = request.getfixturevalue("rabbitmq_url")
+    with Application(EsbSettings(**overrides)) as application:  # type: ignore[arg-type]
+        try:
+            yield application
+        finally:
+            delete = getattr(application.transport, "delete", None)
+            if delete is not None:
+                delete(application.topology)
+
+
+def _customer(name: str, credit: str, country: str = "DE") -> NewCustomer:
+    return NewCustomer.model_validate(
+        {
+            "name": name,
+            "credit_limit": credit,
+            "addresses": [{"street": "Hauptstr. 1", "city": "Berlin", "postal_code": "10115", "country": country}],
+        }
+    )
+
+
+def _order(customer_id: str, *lines: tuple[str, str, str | None, str | None]) -> NewOrder:
+    return NewOrder(
+        customer_id=customer_id,
+        lines=[
+            NewOrderLine(
+                product_id=product,
+                quantity=Decimal(quantity),
+                unit=unit,
+                unit_price=Decimal(price) if price else None,
+            )
+            for product, quantity, unit, price in lines
+        ],
+    )
+
+
+def _wait_settled(app: Application, order_ids: list[str], timeout: float = 45.0) -> dict[str, OrderView]:
+    deadline = time.monotonic() + timeout
+    while True:
+        views = {v.id: v for v in app.crm.list_orders(order_ids)}
+        if all(v.status != OrderStatus.PLACED for v in views.values()) or time.monotonic() > deadline:
+            return views
+        time.sleep(0.1)
+
+
+def test_orders_reach_the_erp_and_come_back_confirmed_or_rejected(
+    app: Application, erp_server: ErpServerProcess
+) -> None:
+    assert sync_materials(app.crm, app.erp) >= 6
+    good = app.crm.create_customer(_customer("Müller Maschinenbau GmbH", "50000"))
+    small = app.crm.create_customer(_customer("Lyon Hydraulique SA", "2000", country="FR"))
+
+    first = app.crm.place_order(_order(good.id, ("MAT-1001", "4", None, None), ("MAT-1002", "10", None, None)))
+    over_credit = app.crm.place_order(_order(small.id, ("MAT-1001", "3", None, None)))
+    unknown = app.crm.place_order(_order(good.id, ("MAT-1005", "2", None, None), ("MAT-9999", "1", "H87", "99.00")))
+    later = app.crm.place_order(_order(good.id, ("MAT-1006", "50", None, None)))
+    ids = [first.id, over_credit.id, unknown.id, later.id]
+
+    with Worker(app):
+        views = _wait_settled(app, ids)
+
+        assert views[first.id].status == OrderStatus.CONFIRMED
+        erp_number = views[first.id].erp_order_number
+        assert erp_number
+        erp_order = app.erp.get_sales_order(erp_number)
+        assert erp_order["BSTKD"] == first.id
+        assert Decimal(erp_order["NETWR"]) == first.total == Decimal("5895.00")
+
+        rejected = views[over_credit.id]
+        assert rejected.status == OrderStatus.REJECTED
+        assert rejected.rejection_code == "CREDIT_BLOCK"
+        assert "3,750.00" in (rejected.rejection_reason or "") or "3750.00" in (rejected.rejection_reason or "")
+
+        bad_product = views[unknown.id]
+        assert bad_product.status == OrderStatus.REJECTED
+        assert "lines[1].product_id" in (bad_product.rejection_reason or "")
+        assert "MAT-9999" in (bad_product.rejection_reason or "")
+
+        assert views[later.id].status == OrderStatus.CONFIRMED, "a rejection must not stop later orders"
+        kunnr = app.crm.cross_reference("erp", "customer", good.id)
+        assert kunnr is not None and erp_order["KUNNR"] == kunnr
+
+        # A redelivered order.placed must not create a second ERP order nor change the CRM order.
+        exposure_before = app.erp.credit_status(kunnr)["SAUFT"]
+        calls_before = erp_server.calls("CreateSalesOrder")
+        replay = Envelope.new("order.placed", app.crm.get_sales_order(first.id), source="/crm", subject=good.id)
+        publish_envelopes(app.transport, [replay])
+        deadline = time.monotonic() + 20
+        while erp_server.calls("CreateSalesOrder") == calls_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert erp_server.calls("CreateSalesOrder") == calls_before + 1, "the replay reached the ERP"
+        assert app.erp.credit_status(kunnr)["SAUFT"] == exposure_before
+        assert app.crm.get_order(first.id).erp_order_number == erp_number
+
+    assert app.transport.message_count(app.topology.dead_letter_queue) == 0
