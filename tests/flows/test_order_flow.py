@@ -16,6 +16,7 @@ import pytest
 from backoffice.erp.process import ErpServerProcess
 from canonical_model import OrderStatus
 from canonical_model.envelope import Envelope
+from connectors.base import HEADER_ERROR_REASON, HEADER_FAILED_QUEUE, OutgoingMessage
 from connectors.publishing import publish_envelopes
 from crm_core.schemas import NewCustomer, NewOrder, NewOrderLine, OrderView
 from esb.app import Application
@@ -109,6 +110,8 @@ def test_orders_reach_the_erp_and_come_back_confirmed_or_rejected(
     unknown = app.crm.place_order(_order(good.id, ("MAT-1005", "2", None, None), ("MAT-9999", "1", "H87", "99.00")))
     later = app.crm.place_order(_order(good.id, ("MAT-1006", "50", None, None)))
     ids = [first.id, over_credit.id, unknown.id, later.id]
+    # A poison message on the order route, queued before the good orders: dead-lettered, not blocking.
+    app.transport.publish([OutgoingMessage(routing_key="order.placed", body=b"{not json", message_id="poison-1")])
 
     with Worker(app):
         views = _wait_settled(app, ids)
@@ -146,4 +149,11 @@ def test_orders_reach_the_erp_and_come_back_confirmed_or_rejected(
         assert app.erp.credit_status(kunnr)["SAUFT"] == exposure_before
         assert app.crm.get_order(first.id).erp_order_number == erp_number
 
-    assert app.transport.message_count(app.topology.dead_letter_queue) == 0
+    dead = app.transport.get(app.topology.dead_letter_queue)
+    assert dead is not None and dead.body == b"{not json"
+    assert "not a valid envelope" in str(dead.headers[HEADER_ERROR_REASON])
+    assert dead.headers[HEADER_FAILED_QUEUE] == app.queue_of(
+        next(r for r in app.routes if r.name == "erp.order_placed")
+    )
+    dead.ack()
+    assert app.transport.message_count(app.topology.dead_letter_queue) == 0, "nothing else was dead-lettered"
