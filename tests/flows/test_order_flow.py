@@ -138,7 +138,7 @@ def test_orders_reach_the_erp_and_come_back_confirmed_or_rejected(
         assert kunnr is not None and erp_order["KUNNR"] == kunnr
 
         # A redelivered order.placed must not create a second ERP order nor change the CRM order.
-        exposure_before = app.erp.credit_status(kunnr)["SAUFT"]
+        exposure_before = app.erp.credit_status(kunnr)["OBLIG"]
         calls_before = erp_server.calls("CreateSalesOrder")
         replay = Envelope.new("order.placed", app.crm.get_sales_order(first.id), source="/crm", subject=good.id)
         publish_envelopes(app.transport, [replay])
@@ -146,7 +146,7 @@ def test_orders_reach_the_erp_and_come_back_confirmed_or_rejected(
         while erp_server.calls("CreateSalesOrder") == calls_before and time.monotonic() < deadline:
             time.sleep(0.05)
         assert erp_server.calls("CreateSalesOrder") == calls_before + 1, "the replay reached the ERP"
-        assert app.erp.credit_status(kunnr)["SAUFT"] == exposure_before
+        assert app.erp.credit_status(kunnr)["OBLIG"] == exposure_before
         assert app.crm.get_order(first.id).erp_order_number == erp_number
 
     dead = app.transport.get(app.topology.dead_letter_queue)

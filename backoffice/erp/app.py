@@ -1,0 +1,198 @@
+"""The ERP's WSGI application: the SOAP endpoint, its WSDL, health, and the admin endpoints.
+
+Routes (``base`` is http://host:port):
+    POST base/erp              SOAP 1.1 (dispatch by the Body's element; SOAPAction is not needed)
+    GET  base/erp?wsdl         the WSDL, soap:address pointing at this server
+    GET  base/health           200 while the process serves (even during an injected outage)
+    GET|POST base/admin/faults injected misbehaviour (JSON)
+    GET|DELETE base/admin/stats  request counts per operation (JSON); DELETE resets them
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
+
+import structlog
+
+from backoffice.erp import SERVICE_PATH, faults, soap
+from backoffice.erp.contract import Contract
+from backoffice.erp.faults import ErpFault
+from backoffice.erp.misbehaviour import Misbehaviour, Stats
+from backoffice.erp.service import ErpService
+from backoffice.erp.xmlsafe import MAX_BODY_BYTES
+
+log = structlog.get_logger(__name__)
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _json(status: int, value: Any) -> Reply:
+    return Reply(status, json.dumps(value).encode(), "application/json")
+
+
+class ErpApp:
+    def __init__(
+        self,
+        contract: Contract,
+        service: ErpService,
+        *,
+        misbehaviour: Misbehaviour | None = None,
+        stats: Stats | None = None,
+        credentials: tuple[str, str] | None = None,
+        listen: tuple[str, int] | None = None,
+    ) -> None:
+        self.contract = contract
+        self.service = service
+        self.misbehaviour = misbehaviour or Misbehaviour()
+        self.stats = stats or Stats()
+        self._credentials = credentials
+        #: the address the server listens on, for the WSDL's soap:address (set once it is known)
+        self.listen = listen
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            reply = self._route(environ)
+        except Exception:  # the last line of defence: never a traceback to the caller
+            log.exception("request failed")
+            reply = Reply(500, b"internal error\n")
+        headers = [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body))), *reply.headers]
+        start_response(f"{reply.status} {_REASONS.get(reply.status, '')}".strip(), headers)
+        return [reply.body]
+
+    def _route(self, environ: WSGIEnvironment) -> Reply:
+        path = environ.get("PATH_INFO", "") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/health" and method == "GET":
+            return _json(200, {"status": "ok", "faults": self.misbehaviour.settings.as_json()})
+        if not self._authorised(environ):
+            self.stats.count("unauthorized")
+            return Reply(401, b"authentication required\n", headers=(("WWW-Authenticate", 'Basic realm="erp"'),))
+        if path == "/admin/faults":
+            return self._faults(environ, method)
+        if path == "/admin/stats":
+            if method == "DELETE":
+                self.stats.reset()
+            return _json(200, self.stats.snapshot())
+        if path != SERVICE_PATH:
+            return Reply(404, b"not found\n")
+        if method == "GET" and environ.get("QUERY_STRING", "").lower().startswith("wsdl"):
+            return self._wsdl(environ)
+        if method != "POST":
+            return Reply(405, b"POST a SOAP 1.1 envelope, or GET ?wsdl\n", headers=(("Allow", "GET, POST"),))
+        return self._soap(environ)
+
+    def _authorised(self, environ: WSGIEnvironment) -> bool:
+        if self._credentials is None:
+            return True
+        scheme, _, encoded = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        expected_user, expected_password = self._credentials
+        # compare both, always, in constant time
+        return hmac.compare_digest(user, expected_user) & hmac.compare_digest(password, expected_password)
+
+    def _misbehave(self) -> Reply | None:
+        settings = self.misbehaviour.settings
+        if settings.latency_ms:
+            time.sleep(settings.latency_ms / 1000)
+        if settings.outage:
+            return Reply(503, b"", headers=(("Retry-After", "1"),))
+        return None
+
+    def _wsdl(self, environ: WSGIEnvironment) -> Reply:
+        self.stats.count("wsdl")
+        refused = self._misbehave()
+        if refused is not None:
+            return refused
+        return Reply(200, self.contract.wsdl_for(self._service_url(environ)), soap.CONTENT_TYPE)
+
+    def _service_url(self, environ: WSGIEnvironment) -> str:
+        scheme = environ.get("wsgi.url_scheme", "http")
+        if self.listen is not None and self.listen[0] not in _WILDCARD_HOSTS:
+            host, port = self.listen
+            host = f"[{host}]" if ":" in host else host
+            return f"{scheme}://{host}:{port}{SERVICE_PATH}"
+        # listening on every interface: the address the caller used is the one that works for it
+        return f"{scheme}://{environ.get('HTTP_HOST', 'localhost')}{SERVICE_PATH}"
+
+    def _soap(self, environ: WSGIEnvironment) -> Reply:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > MAX_BODY_BYTES:
+            self.stats.count("invalid")
+            problem = ErpFault(faults.SCHEMA_INVALID, f"request body over {MAX_BODY_BYTES} bytes")
+            return Reply(413, soap.fault(self.contract, problem), soap.CONTENT_TYPE)
+        envelope = soap.read_envelope(self.contract, environ["wsgi.input"].read(length))
+        if envelope.operation is None:
+            self.stats.count("invalid")
+        else:
+            self.stats.count_operation(envelope.operation)
+        refused = self._misbehave()
+        if refused is not None:
+            return refused
+        try:
+            if self.misbehaviour.inject_fault():
+                raise ErpFault(faults.INJECTED_FAULT, "injected failure (admin/faults fault_rate)", server=True)
+            operation, request = soap.parse_request(self.contract, envelope)
+            result = self.service.call(operation, request)
+            return Reply(200, soap.response(self.contract, operation, result), soap.CONTENT_TYPE)
+        except ErpFault as refusal:
+            log.info(
+                "fault",
+                operation=envelope.operation,
+                code=refusal.code,
+                field=refusal.field,
+                correlation_id=environ.get("HTTP_X_CORRELATION_ID"),
+            )
+            return Reply(500, soap.fault(self.contract, refusal), soap.CONTENT_TYPE)
+        except Exception:
+            log.exception("operation failed", operation=envelope.operation)
+            failure = ErpFault(faults.INTERNAL_ERROR, "the ERP failed to process the request", server=True)
+            return Reply(500, soap.fault(self.contract, failure), soap.CONTENT_TYPE)
+
+    def _faults(self, environ: WSGIEnvironment, method: str) -> Reply:
+        if method == "POST":
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                changes = json.loads(environ["wsgi.input"].read(min(length, 65536)) or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("expected a JSON object")
+                settings = self.misbehaviour.update(changes)
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                return _json(400, {"error": str(exc)})
+            log.info("misbehaviour changed", **settings.as_json())
+        elif method != "GET":
+            return Reply(405, b"GET or POST\n", headers=(("Allow", "GET, POST"),))
+        return _json(200, self.misbehaviour.settings.as_json())
+
+
+__all__ = ["ErpApp", "Reply"]

@@ -1,0 +1,121 @@
+"""Our WSDL, loaded once: its schema (lxml, for validating requests) and its elements (zeep, for
+turning request XML into dicts and response dicts into XML).
+
+zeep is used here for its public element API only (``Client.get_element``, ``Element.parse``,
+``Element.render``); the project pins zeep's version.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, cast
+
+import zeep
+from lxml import etree
+from zeep.helpers import serialize_object
+
+from backoffice.erp import NAMESPACE, WSDL_PATH
+from backoffice.erp.records import Record
+from backoffice.erp.xmlsafe import parse_xml
+
+# zeep is not annotated: its two entry points, typed once here
+_zeep_client: Any = zeep.Client
+_serialize: Any = serialize_object
+
+WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
+WSDL_SOAP_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
+XSD_NS = "http://www.w3.org/2001/XMLSchema"
+
+
+class SchemaViolation:
+    """One schema error: lxml's message and the dotted path of the element it is about."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.message} (at {self.field})" if self.field else self.message
+
+
+def dotted_path(xpath: str) -> str | None:
+    """``/erp:CreateSalesOrder/ITEMS/ITEM[2]/MATNR`` -> ``ITEMS.ITEM[1].MATNR`` (0-based, wrapper dropped)."""
+    steps = [step for step in xpath.split("/") if step][1:]
+    parts = []
+    for step in steps:
+        name, _, index = step.partition("[")
+        name = name.rpartition(":")[2]
+        parts.append(f"{name}[{int(index.rstrip(']')) - 1}]" if index else name)
+    return ".".join(parts) or None
+
+
+class Contract:
+    def __init__(self, wsdl_path: Path = WSDL_PATH) -> None:
+        self.wsdl_bytes = wsdl_path.read_bytes()
+        self._document = parse_xml(self.wsdl_bytes)
+        schema_element = self._document.find(f"{{{WSDL_NS}}}types/{{{XSD_NS}}}schema")
+        if schema_element is None:
+            raise ValueError(f"{wsdl_path} has no inline xsd:schema")
+        self._schema = etree.XMLSchema(copy.deepcopy(schema_element))
+        # lxml keeps the last validation's errors on the schema object: one validation at a time
+        self._schema_lock = threading.Lock()
+        settings = zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        self._zeep: Any = _zeep_client(str(wsdl_path), settings=settings)
+        self.operations: tuple[str, ...] = tuple(
+            str(op.get("name")) for op in self._document.iterfind(f"{{{WSDL_NS}}}portType/{{{WSDL_NS}}}operation")
+        )
+        # document/literal wrapped: the request element is named after the operation
+        self._requests = {name: self._zeep.get_element(f"{{{NAMESPACE}}}{name}") for name in self.operations}
+        self._responses = {name: self._zeep.get_element(f"{{{NAMESPACE}}}{name}Response") for name in self.operations}
+        self._fault = self._zeep.get_element(f"{{{NAMESPACE}}}ErpFault")
+        self._wsdl_by_address: dict[str, bytes] = {}
+
+    def operation_of(self, element: etree._Element) -> str | None:
+        """The operation whose request ``element`` is, if any."""
+        qname = etree.QName(element)
+        if qname.namespace == NAMESPACE and qname.localname in self._requests:
+            return qname.localname
+        return None
+
+    def violations(self, element: etree._Element) -> list[SchemaViolation]:
+        """What is wrong with ``element`` (an operation's request) according to the WSDL's schema."""
+        document = etree.ElementTree(copy.deepcopy(element))
+        with self._schema_lock:
+            if self._schema.validate(document):
+                return []
+            errors = list(cast(Iterable[Any], self._schema.error_log))
+        return [SchemaViolation(error.message, dotted_path(error.path or "")) for error in errors]
+
+    def parse_request(self, operation: str, element: etree._Element) -> Record:
+        value = self._requests[operation].parse(element, self._zeep.wsdl.types)
+        parsed = _serialize(value, target_cls=dict)
+        return dict(parsed) if parsed else {}
+
+    def render_response(self, operation: str, values: Record) -> etree._Element:
+        return self._render(self._responses[operation], values)
+
+    def render_fault_detail(self, values: Record) -> etree._Element:
+        return self._render(self._fault, values)
+
+    @staticmethod
+    def _render(element: Any, values: Record) -> etree._Element:
+        holder = etree.Element("holder")
+        element.render(holder, element(**values))
+        return holder[0]
+
+    def wsdl_for(self, address: str) -> bytes:
+        """The WSDL with every soap:address pointing at ``address``."""
+        cached = self._wsdl_by_address.get(address)
+        if cached is None:
+            document = copy.deepcopy(self._document)
+            for node in document.iter(f"{{{WSDL_SOAP_NS}}}address"):
+                node.set("location", address)
+            cached = etree.tostring(document, xml_declaration=True, encoding="UTF-8")
+            self._wsdl_by_address[address] = cached
+        return cached
+
+
+__all__ = ["Contract", "SchemaViolation", "dotted_path"]

@@ -1,0 +1,319 @@
+"""The ERP's tables (its own MetaData, nothing shared with the CRM), its SQLite engine and number ranges.
+
+Amounts and quantities are stored as scaled integers: SQLite has no exact decimal type, and
+sums for the credit check must be exact.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+    update,
+)
+
+from backoffice.erp.reference_data import COUNTRIES, CURRENCIES, PAYMENT_TERMS, SEED_MATERIALS, UNITS
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+class ScaledDecimal(TypeDecorator[Decimal]):
+    """A Decimal with ``scale`` fraction digits, stored as an integer (exact, and summable in SQL)."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        scaled = Decimal(value).scaleb(self.scale)
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has more than {self.scale} fraction digits")
+        return int(scaled)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(int(value)).scaleb(-self.scale).quantize(Decimal(1).scaleb(-self.scale))
+
+
+def Amount() -> ScaledDecimal:  # a function named like a type: it reads like one in the tables
+    return ScaledDecimal(2)
+
+
+metadata = MetaData()
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(20), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+countries = Table("countries", metadata, Column("land1", String(3), primary_key=True), Column("landx", String(50)))
+currencies = Table("currencies", metadata, Column("waers", String(3), primary_key=True), Column("ltext", String(40)))
+units = Table("units", metadata, Column("msehi", String(3), primary_key=True), Column("mseht", String(30)))
+payment_terms = Table(
+    "payment_terms",
+    metadata,
+    Column("zterm", String(4), primary_key=True),
+    Column("days", Integer, nullable=False),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("kunnr", String(10), primary_key=True),
+    Column("extref", String(40), unique=True),
+    Column("name1", String(35), nullable=False),
+    Column("stcd1", String(20)),
+    Column("stras", String(60)),
+    Column("ort01", String(40)),
+    Column("pstlz", String(10)),
+    Column("land1", String(3), ForeignKey("countries.land1"), nullable=False),
+    Column("smtp_addr", String(241)),
+    Column("telf1", String(30)),
+    Column("waers", String(3), ForeignKey("currencies.waers"), nullable=False),
+    Column("klimk", Amount(), nullable=False),
+    Column("zterm", String(4), ForeignKey("payment_terms.zterm"), nullable=False),
+    Column("chseq", BigInteger, nullable=False, unique=True),
+)
+
+materials = Table(
+    "materials",
+    metadata,
+    Column("matnr", String(18), primary_key=True),
+    Column("maktx", String(40), nullable=False),
+    Column("meins", String(3), ForeignKey("units.msehi"), nullable=False),
+    Column("netpr", Amount(), nullable=False),
+    Column("waers", String(3), ForeignKey("currencies.waers"), nullable=False),
+    Column("lvorm", Boolean, nullable=False),
+    Column("chseq", BigInteger, nullable=False, unique=True),
+)
+
+sales_orders = Table(
+    "sales_orders",
+    metadata,
+    Column("vbeln", String(10), primary_key=True),
+    # unique: the database itself refuses a second order for one key
+    Column("idempotency_key", String(40), nullable=False, unique=True),
+    Column("kunnr", String(10), ForeignKey("customers.kunnr"), nullable=False),
+    Column("auart", String(4), nullable=False),
+    Column("waers", String(3), nullable=False),
+    Column("bstkd", String(35)),
+    Column("audat", Date, nullable=False),
+    Column("netwr", Amount(), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("chseq", BigInteger, nullable=False, unique=True),
+)
+
+sales_order_items = Table(
+    "sales_order_items",
+    metadata,
+    Column("vbeln", String(10), ForeignKey("sales_orders.vbeln"), primary_key=True),
+    Column("posnr", Integer, primary_key=True),
+    Column("matnr", String(18), ForeignKey("materials.matnr"), nullable=False),
+    Column("kwmenge", ScaledDecimal(3), nullable=False),
+    Column("vrkme", String(3), nullable=False),
+    Column("netpr", Amount(), nullable=False),
+    Column("netwr", Amount(), nullable=False),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("vbeln", String(10), primary_key=True),
+    Column("aubel", String(10), ForeignKey("sales_orders.vbeln"), nullable=False, unique=True),
+    Column("kunnr", String(10), ForeignKey("customers.kunnr"), nullable=False, index=True),
+    Column("fkdat", Date, nullable=False),
+    Column("zfbdt", Date, nullable=False),
+    Column("netwr", Amount(), nullable=False),
+    Column("waers", String(3), nullable=False),
+    Column("open_amount", Amount(), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("chseq", BigInteger, nullable=False, unique=True),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("augbl", String(10), primary_key=True),
+    Column("kunnr", String(10), ForeignKey("customers.kunnr"), nullable=False),
+    Column("vbeln", String(10), ForeignKey("invoices.vbeln"), nullable=False),
+    Column("dmbtr", Amount(), nullable=False),
+    Column("waers", String(3), nullable=False),
+    Column("budat", Date, nullable=False),
+    Column("chseq", BigInteger, nullable=False, unique=True),
+)
+
+#: number ranges: counter name -> first number - 1, and the width of the formatted number
+NUMBER_RANGES: dict[str, tuple[int, int]] = {
+    "CHSEQ": (0, 0),
+    "KUNNR": (100_000, 10),
+    "VBELN_ORDER": (10_000, 10),
+    "VBELN_INVOICE": (90_000_000, 10),
+    "AUGBL": (1_400_000_000, 10),
+}
+
+
+def next_number(conn: Connection, name: str) -> int:
+    """The next value of a number range; callers hold the ERP's write lock, so values commit in order."""
+    value = conn.execute(
+        update(counters).where(counters.c.name == name).values(value=counters.c.value + 1).returning(counters.c.value)
+    ).scalar_one()
+    return int(value)
+
+
+def next_document_number(conn: Connection, name: str) -> str:
+    return str(next_number(conn, name)).zfill(NUMBER_RANGES[name][1])
+
+
+def next_change_seq(conn: Connection) -> int:
+    """The one change sequence of the whole ERP (CHSEQ)."""
+    return next_number(conn, "CHSEQ")
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: readers never wait for the writer. Autocommit off at the driver level and an explicit
+    # BEGIN (below) so that a read transaction sees one snapshot, not one per statement.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def open_engine(path: Path, *, pool_size: int = 8) -> Engine:
+    """An engine on the SQLite file ``path`` (created with its folder if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{path}", pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine, "connect", _tune_sqlite)
+    event.listen(engine, "begin", _begin)
+    return engine
+
+
+def is_new(engine: Engine) -> bool:
+    return not inspect(engine).has_table("customers")
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables, number ranges and customising; safe to repeat."""
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        _insert_missing(conn, counters, "name", [{"name": n, "value": v} for n, (v, _) in NUMBER_RANGES.items()])
+        _insert_missing(conn, countries, "land1", [{"land1": k, "landx": v} for k, v in COUNTRIES.items()])
+        _insert_missing(conn, currencies, "waers", [{"waers": k, "ltext": v} for k, v in CURRENCIES.items()])
+        _insert_missing(conn, units, "msehi", [{"msehi": k, "mseht": v} for k, v in UNITS.items()])
+        _insert_missing(conn, payment_terms, "zterm", [{"zterm": k, "days": v} for k, v in PAYMENT_TERMS.items()])
+
+
+def seed_materials(engine: Engine) -> int:
+    """Insert the seed materials that are missing (existing ones are left as they are); returns how many."""
+    with engine.begin() as conn:
+        known = set(conn.execute(select(materials.c.matnr)).scalars())
+        added = 0
+        for m in SEED_MATERIALS:
+            if m.matnr in known:
+                continue
+            conn.execute(
+                insert(materials).values(
+                    matnr=m.matnr,
+                    maktx=m.maktx,
+                    meins=m.meins,
+                    netpr=m.netpr,
+                    waers=m.waers,
+                    lvorm=False,
+                    chseq=next_change_seq(conn),
+                )
+            )
+            added += 1
+    return added
+
+
+def _insert_missing(conn: Connection, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
+    known = set(conn.execute(select(table.c[key])).scalars())
+    missing = [row for row in rows if row[key] not in known]
+    if missing:
+        conn.execute(insert(table), missing)
+
+
+class ErpDatabase:
+    """Transactions on the ERP's database: concurrent reads, one writer at a time.
+
+    Why one writer: CHSEQ values must become visible in the order they were taken, or a
+    changed-since reader could move past a row that commits later with a smaller CHSEQ.
+    Serialising write transactions in this (the only writing) process guarantees that.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._write_lock = threading.Lock()
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = [
+    "ErpDatabase",
+    "ScaledDecimal",
+    "counters",
+    "countries",
+    "create_schema",
+    "currencies",
+    "customers",
+    "invoices",
+    "is_new",
+    "materials",
+    "metadata",
+    "next_change_seq",
+    "next_document_number",
+    "open_engine",
+    "payment_terms",
+    "payments",
+    "sales_order_items",
+    "sales_orders",
+    "seed_materials",
+    "units",
+]

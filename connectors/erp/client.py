@@ -1,0 +1,283 @@
+"""The ERP connector: the reference ERP's SOAP operations as Python calls returning plain dicts.
+
+Thread-safety: a zeep client and its requests Session are not guaranteed thread-safe, so each
+thread that uses an ``ErpClient`` gets its own zeep client and Session (keep-alive per thread),
+built on its first call. The WSDL is fetched once per ``ErpClient`` and its bytes shared, so
+N threads cost one download and N parses of a small document. Share one ``ErpClient`` freely.
+
+Nothing is fetched in ``__init__``: a worker starts even while the ERP is down, and the WSDL is
+read on the first call (retried like any transport failure).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import structlog
+import tenacity
+import zeep
+import zeep.cache
+from zeep.helpers import serialize_object
+
+from connectors.erp.errors import SYSTEM, never_sent, retryable, translated
+from connectors.erp.results import ChangeBatch, CustomerCreated, MaterialSaved, Record, SalesOrderResult
+from connectors.erp.settings import ErpSettings
+
+log = structlog.get_logger(__name__)
+
+BINDING = "{urn:crm-esb:erp:v1}ErpBinding"
+#: zeep's defaults are not safe enough (LIBRARY-NOTES): no DTD, no entities, nothing external
+ZEEP_SETTINGS = zeep.Settings(
+    strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True, xml_huge_tree=False
+)
+CORRELATION_HEADER = "X-Correlation-ID"
+
+T = TypeVar("T")
+
+# zeep is not annotated: its entry points, typed once here
+_zeep_client: Any = zeep.Client
+_zeep_transport: Any = zeep.Transport
+_serialize: Any = serialize_object
+
+
+class _SharedWsdl(zeep.cache.Base):
+    """zeep cache holding the WSDL bytes for all threads of one ErpClient (and nothing else)."""
+
+    def __init__(self) -> None:
+        self._content: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def add(self, url: str, content: bytes) -> None:
+        with self._lock:
+            self._content[url] = content
+
+    def get(self, url: str) -> bytes | None:
+        with self._lock:
+            return self._content.get(url)
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class ErpClient:
+    def __init__(self, settings: ErpSettings) -> None:
+        self.settings = settings
+        self._wsdl = _SharedWsdl()
+        self._local = threading.local()
+        # weak: a Session goes away with the thread that owned it
+        self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
+        self._sessions_lock = threading.Lock()
+        self._log = log.bind(system=SYSTEM, url=_redacted(settings.url))
+
+    # -- customers -------------------------------------------------------------------------
+
+    def create_customer(self, customer: Mapping[str, Any], *, correlation_id: str | None = None) -> CustomerCreated:
+        """Create a customer, idempotent on its EXTREF; ``created`` is False when the ERP knew it already."""
+        result = self._call("CreateCustomer", correlation_id, CUSTOMER=dict(customer))
+        return CustomerCreated(kunnr=str(result["KUNNR"]), created=bool(result["CREATED"]))
+
+    def update_customer(self, customer: Mapping[str, Any], *, correlation_id: str | None = None) -> Record:
+        """Change a customer (KUNNR required; elements left out keep their values); returns the customer."""
+        return _record(self._call("UpdateCustomer", correlation_id, CUSTOMER=dict(customer)), "CUSTOMER")
+
+    def get_customer(self, kunnr: str, *, correlation_id: str | None = None) -> Record:
+        return _record(self._call("GetCustomer", correlation_id, KUNNR=kunnr), "CUSTOMER")
+
+    def customers_changed_since(
+        self, since_seq: int, max_rows: int = 500, *, correlation_id: str | None = None
+    ) -> ChangeBatch:
+        return self._changed("GetCustomersChangedSince", "CUSTOMERS", "CUSTOMER", since_seq, max_rows, correlation_id)
+
+    def credit_status(self, kunnr: str, *, correlation_id: str | None = None) -> Record:
+        """KUNNR, WAERS, KLIMK, SAUFT, SKFOR, OBLIG, AVAIL, CRBLK."""
+        return _record(self._call("GetCreditStatus", correlation_id, KUNNR=kunnr), "CREDIT_STATUS")
+
+    # -- materials -------------------------------------------------------------------------
+
+    def list_materials(self, *, correlation_id: str | None = None) -> list[Record]:
+        return _rows(self._call("ListMaterials", correlation_id), "MATERIALS", "MATERIAL")
+
+    def materials_changed_since(
+        self, since_seq: int, max_rows: int = 500, *, correlation_id: str | None = None
+    ) -> ChangeBatch:
+        return self._changed("GetMaterialsChangedSince", "MATERIALS", "MATERIAL", since_seq, max_rows, correlation_id)
+
+    def save_material(self, material: Mapping[str, Any], *, correlation_id: str | None = None) -> MaterialSaved:
+        """Create or change a material by MATNR (all elements but LVORM required)."""
+        result = self._call("SaveMaterial", correlation_id, MATERIAL=dict(material))
+        return MaterialSaved(material=result["MATERIAL"], created=bool(result["CREATED"]))
+
+    # -- sales orders, invoices, payments --------------------------------------------------
+
+    def create_sales_order(
+        self,
+        idempotency_key: str,
+        header: Mapping[str, Any],
+        items: Sequence[Mapping[str, Any]],
+        *,
+        correlation_id: str | None = None,
+    ) -> SalesOrderResult:
+        """Create a sales order; the same ``idempotency_key`` again returns the first order (created False)."""
+        result = self._call(
+            "CreateSalesOrder",
+            correlation_id,
+            IDEMPOTENCY_KEY=idempotency_key,
+            HEADER=dict(header),
+            ITEMS={"ITEM": [dict(item) for item in items]},
+        )
+        return SalesOrderResult(order=result["SALES_ORDER"], created=bool(result["CREATED"]))
+
+    def get_sales_order(self, vbeln: str, *, correlation_id: str | None = None) -> Record:
+        return _record(self._call("GetSalesOrder", correlation_id, VBELN=vbeln), "SALES_ORDER")
+
+    def sales_orders_changed_since(
+        self, since_seq: int, max_rows: int = 500, *, correlation_id: str | None = None
+    ) -> ChangeBatch:
+        return self._changed(
+            "GetSalesOrdersChangedSince", "SALES_ORDERS", "SALES_ORDER", since_seq, max_rows, correlation_id
+        )
+
+    def get_invoice(self, vbeln: str, *, correlation_id: str | None = None) -> Record:
+        return _record(self._call("GetInvoice", correlation_id, VBELN=vbeln), "INVOICE")
+
+    def invoices_changed_since(
+        self, since_seq: int, max_rows: int = 500, *, correlation_id: str | None = None
+    ) -> ChangeBatch:
+        return self._changed("GetInvoicesChangedSince", "INVOICES", "INVOICE", since_seq, max_rows, correlation_id)
+
+    def payments_changed_since(
+        self, since_seq: int, max_rows: int = 500, *, correlation_id: str | None = None
+    ) -> ChangeBatch:
+        return self._changed("GetPaymentsChangedSince", "PAYMENTS", "PAYMENT", since_seq, max_rows, correlation_id)
+
+    def post_payment(
+        self, vbeln: str, amount: Decimal, posting_date: date, *, correlation_id: str | None = None
+    ) -> Record:
+        """Simulate an incoming payment for invoice ``vbeln``; returns the PAYMENT.
+
+        Not idempotent: retried only when the request certainly did not reach the ERP.
+        """
+        answer = self._call(
+            "PostPayment", correlation_id, idempotent=False, VBELN=vbeln, DMBTR=amount, BUDAT=posting_date
+        )
+        return _record(answer, "PAYMENT")
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _changed(
+        self, operation: str, container: str, element: str, since: int, max_rows: int, correlation_id: str | None
+    ) -> ChangeBatch:
+        result = self._call(operation, correlation_id, SINCE_SEQ=since, MAX_ROWS=max_rows)
+        return ChangeBatch(
+            items=_rows(result.get(container), container, element),
+            last_seq=int(result["LAST_SEQ"]),
+            more=bool(result["MORE"]),
+        )
+
+    def _call(self, operation: str, correlation_id: str | None, *, idempotent: bool = True, **params: Any) -> Any:
+        """One operation: retried on transport failures, errors translated, the answer as a plain dict."""
+        bound = self._log.bind(operation=operation, correlation_id=correlation_id)
+
+        def attempt() -> Any:
+            service, session = self._service()
+            if correlation_id:  # for the ERP's log; the session is this thread's own
+                session.headers[CORRELATION_HEADER] = correlation_id
+            else:
+                session.headers.pop(CORRELATION_HEADER, None)
+            return getattr(service, operation)(**params)
+
+        with translated(operation, correlation_id):
+            answer = self._retrying(attempt, retryable if idempotent else never_sent, bound)
+        bound.debug("erp call done")
+        return _serialize(answer, target_cls=dict)
+
+    def _retrying(self, attempt: Callable[[], T], retry_on: Callable[[BaseException], bool], bound: Any) -> T:
+        settings = self.settings
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            bound.warning("erp call failed; retrying", attempt=state.attempt_number, error=repr(error))
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(settings.retries),
+            wait=tenacity.wait_exponential(multiplier=settings.retry_wait, max=settings.retry_wait_max),
+            retry=tenacity.retry_if_exception(retry_on),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(attempt)
+
+    def _service(self) -> tuple[Any, requests.Session]:
+        """This thread's zeep service proxy (address forced to ``settings.url``) and its Session."""
+        service = getattr(self._local, "service", None)
+        if service is None:
+            settings = self.settings
+            session = requests.Session()
+            if settings.username is not None:
+                password = settings.password.get_secret_value() if settings.password else ""
+                session.auth = (settings.username, password)
+            timeout = (settings.connect_timeout, settings.operation_timeout)  # requests: (connect, read)
+            transport = _zeep_transport(session=session, cache=self._wsdl, timeout=timeout, operation_timeout=timeout)
+            try:
+                client: Any = _zeep_client(settings.wsdl_url, transport=transport, settings=ZEEP_SETTINGS)
+            except BaseException:
+                session.close()
+                raise
+            service = client.create_service(BINDING, settings.url)
+            self._local.client, self._local.service, self._local.session = client, service, session
+            with self._sessions_lock:
+                self._sessions.add(session)
+            self._log.info("erp client ready", wsdl=_redacted(settings.wsdl_url))
+        return service, self._local.session
+
+    def close(self) -> None:
+        """Close every thread's Session; a later call builds new ones."""
+        with self._sessions_lock:
+            sessions, self._sessions = list(self._sessions), weakref.WeakSet()
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> ErpClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+# zeep unwraps answers holding a single element (GetCustomerResponse -> the CUSTOMER itself, and
+# ListMaterialsResponse -> the MATERIAL list): these two accept the wrapped and the unwrapped shape.
+
+
+def _record(value: Any, element: str) -> Record:
+    if isinstance(value, dict) and set(value) == {element}:
+        value = value[element]
+    if not isinstance(value, dict):
+        raise TypeError(f"unexpected {element} from zeep: {type(value).__name__}")
+    return value
+
+
+def _rows(value: Any, container: str, element: str) -> list[Record]:
+    if isinstance(value, dict) and set(value) == {container}:
+        value = value[container]
+    if isinstance(value, dict):
+        value = value.get(element)
+    return list(value or [])
+
+
+__all__ = ["BINDING", "ZEEP_SETTINGS", "ErpClient"]

@@ -1,0 +1,44 @@
+"""How to reach the ERP: address, credentials, timeouts and the retry budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+
+class ErpSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: the SOAP service URL, e.g. http://127.0.0.1:8081/erp; every call goes here, whatever the WSDL says
+    url: str
+    #: where the WSDL is read from (once, on first use); default: ``url + "?wsdl"``
+    wsdl_url: str = ""
+    username: str | None = None
+    password: SecretStr | None = None
+    #: seconds to establish a TCP connection
+    connect_timeout: float = Field(default=3.0, gt=0)
+    #: seconds to wait for an answer (also used for reading the WSDL)
+    operation_timeout: float = Field(default=10.0, gt=0)
+    #: attempts in all for a call that fails in transport (1 = no retry)
+    retries: int = Field(default=3, ge=1)
+    #: first pause between attempts in seconds; doubles each time, up to ``retry_wait_max``
+    retry_wait: float = Field(default=0.1, ge=0)
+    retry_wait_max: float = Field(default=2.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_wsdl_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("wsdl_url") and isinstance(data.get("url"), str):
+            return {**data, "wsdl_url": data["url"] + "?wsdl"}
+        return data
+
+    @field_validator("url", "wsdl_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+__all__ = ["ErpSettings"]
