@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import TextIO
 
 from backoffice.erp.process import ErpServerProcess
-
 from canonical_model.order import OrderStatus
 from crm_core.schemas import NewCustomer, NewOrder, NewOrderLine, OrderView
 from crm_core.services import CrmService

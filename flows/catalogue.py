@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from connectors.erp.client import ErpClient
-
 from connectors.publishing import EnvelopePublisher
 from crm_core.services import CrmService
 from flows.customer_sync import customer_to_erp_route

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from connectors.erp.client import ErpClient
-
 from canonical_model import events
 from canonical_model.envelope import Envelope
 from canonical_model.party import Customer
+from connectors.erp.client import ErpClient
 from crm_core.services import CrmService
 from flows.erp_customer import ensure_erp_customer
 from flows.payloads import data_of

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from connectors.erp.client import ErpClient
-
 from canonical_model.errors import BusinessRejection
 from canonical_model.party import Customer
+from connectors.erp.client import ErpClient
 from crm_core.services import CrmService
 from mappings import load_mapping
 

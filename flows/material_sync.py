@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import structlog
-from connectors.erp.client import ErpClient
 
 from canonical_model.product import Product
+from connectors.erp.client import ErpClient
 from crm_core.services import CrmService
 from mappings import load_mapping
 
