@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 HeaderValue = str | int
 
 #: headers the dead letter channel adds to a message it takes
@@ -85,6 +89,8 @@ class Delivery(ABC):
     queue: str
     #: how many times this message was delivered before (0 on the first delivery)
     previous_deliveries: int
+    #: whether ack / requeue / dead_letter was called
+    settled: bool
 
     @abstractmethod
     def ack(self) -> None:
@@ -100,6 +106,21 @@ class Delivery(ABC):
 
 
 DeliveryHandler = Callable[[Delivery], None]
+
+
+def dispatch(handler: DeliveryHandler, delivery: Delivery) -> None:
+    """Run ``handler`` for a transport's consume loop: whatever it does, the loop goes on and the
+    delivery ends up settled (a handler that forgot to settle, or raised, gets a requeue)."""
+    try:
+        handler(delivery)
+    except Exception:
+        log.exception("delivery handler failed", queue=delivery.queue, message_id=delivery.message_id)
+    if not delivery.settled:
+        log.error("delivery left unsettled; requeueing", queue=delivery.queue, message_id=delivery.message_id)
+        try:
+            delivery.requeue()
+        except Exception:  # the connection or lease is gone: the message comes back by itself
+            log.exception("could not requeue", queue=delivery.queue, message_id=delivery.message_id)
 
 
 class Transport(ABC):
@@ -169,4 +190,5 @@ __all__ = [
     "Topology",
     "Transport",
     "dead_letter_headers",
+    "dispatch",
 ]

@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from canonical_model.errors import TransportError
-from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport
+from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport, dispatch
 from connectors.embedded.database import create_transport_engine, database_key, is_memory, wakeup_for
 from connectors.embedded.delivery import EmbeddedDelivery
 from connectors.embedded.store import Claimed, QueueInfo, Store
@@ -29,20 +29,6 @@ from connectors.embedded.store import Claimed, QueueInfo, Store
 log = structlog.get_logger(__name__)
 
 DEFAULT_URL = "sqlite:///.esb/esb.db"
-
-
-def dispatch(handler: DeliveryHandler, delivery: EmbeddedDelivery) -> None:
-    """Run ``handler``; whatever it does, the consuming loop goes on and the delivery ends up settled."""
-    try:
-        handler(delivery)
-    except Exception:
-        log.exception("delivery handler failed", queue=delivery.queue, message_id=delivery.message_id)
-    if not delivery.settled:
-        log.error("delivery left unsettled; requeueing", queue=delivery.queue, message_id=delivery.message_id)
-        try:
-            delivery.requeue()
-        except Exception:  # the lease runs out and the message is delivered again
-            log.exception("could not requeue", queue=delivery.queue, message_id=delivery.message_id)
 
 
 class EmbeddedTransport(Transport):
@@ -157,4 +143,4 @@ class EmbeddedTransport(Transport):
         self._engine.dispose()
 
 
-__all__ = ["DEFAULT_URL", "EmbeddedTransport", "dispatch"]
+__all__ = ["DEFAULT_URL", "EmbeddedTransport"]

@@ -20,7 +20,7 @@ import pika
 import structlog
 
 from canonical_model.errors import TransportError
-from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport
+from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport, dispatch
 from connectors.rabbitmq.delivery import RabbitMQDelivery
 from connectors.rabbitmq.errors import CHANNEL_ERRORS, CONNECTION_ERRORS, translated
 from connectors.rabbitmq.publisher import ConfirmingPublisher
@@ -30,20 +30,6 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-
-
-def dispatch(handler: DeliveryHandler, delivery: RabbitMQDelivery) -> None:
-    """Run ``handler``; whatever it does, the consuming loop goes on and the delivery ends up settled."""
-    try:
-        handler(delivery)
-    except Exception:
-        log.exception("delivery handler failed", queue=delivery.queue, message_id=delivery.message_id)
-    if not delivery.settled:
-        log.error("delivery left unsettled; requeueing", queue=delivery.queue, message_id=delivery.message_id)
-        try:
-            delivery.requeue()
-        except Exception:  # the connection is gone: the broker gives the message back by itself
-            log.exception("could not requeue", queue=delivery.queue, message_id=delivery.message_id)
 
 
 class RabbitMQTransport(Transport):
@@ -250,4 +236,4 @@ class RabbitMQTransport(Transport):
             self._close_admin()
 
 
-__all__ = ["DEFAULT_URL", "RabbitMQTransport", "dispatch"]
+__all__ = ["DEFAULT_URL", "RabbitMQTransport"]
