@@ -73,8 +73,11 @@ DEMO_CUSTOMERS = [
     ),
 ]
 
-#: (customer key, [(product, quantity, explicit unit, explicit price)])
-DEMO_ORDERS: list[tuple[str, list[tuple[str, str, str | None, str | None]]]] = [
+#: (product, quantity, unit or None for the catalogue's, unit price or None for the list price)
+DemoLine = tuple[str, str, str | None, str | None]
+
+#: (customer key, lines)
+DEMO_ORDERS: list[tuple[str, list[DemoLine]]] = [
     ("mueller", [("MAT-1001", "4", None, None), ("MAT-1002", "10", None, None)]),
     ("shanghai", [("MAT-1003", "200", None, None), ("MAT-1004", "100", None, None)]),
     ("lyon", [("MAT-1001", "3", None, None)]),  # 3,750 EUR against a 2,000 EUR credit limit
@@ -84,26 +87,25 @@ DEMO_ORDERS: list[tuple[str, list[tuple[str, str, str | None, str | None]]]] = [
 ]
 
 
+def new_order(customer_id: str, *lines: DemoLine) -> NewOrder:
+    """An order from (product, quantity, unit or None, unit price or None) tuples."""
+    return NewOrder(
+        customer_id=customer_id,
+        lines=[
+            NewOrderLine(
+                product_id=product,
+                quantity=Decimal(quantity),
+                unit=unit,
+                unit_price=Decimal(price) if price else None,
+            )
+            for product, quantity, unit, price in lines
+        ],
+    )
+
+
 def place_demo_orders(crm: CrmService) -> list[str]:
     ids = {c.key: crm.create_customer(c.customer).id for c in DEMO_CUSTOMERS}
-    order_ids = []
-    for key, lines in DEMO_ORDERS:
-        order = crm.place_order(
-            NewOrder(
-                customer_id=ids[key],
-                lines=[
-                    NewOrderLine(
-                        product_id=product,
-                        quantity=Decimal(quantity),
-                        unit=unit,
-                        unit_price=Decimal(price) if price else None,
-                    )
-                    for product, quantity, unit, price in lines
-                ],
-            )
-        )
-        order_ids.append(order.id)
-    return order_ids
+    return [crm.place_order(new_order(ids[key], *lines)).id for key, lines in DEMO_ORDERS]
 
 
 def wait_for_outcomes(
@@ -172,4 +174,12 @@ def run_demo(settings: EsbSettings, *, out: TextIO = sys.stdout, timeout: float 
     return 0
 
 
-__all__ = ["DEMO_CUSTOMERS", "DEMO_ORDERS", "place_demo_orders", "render_table", "run_demo", "wait_for_outcomes"]
+__all__ = [
+    "DEMO_CUSTOMERS",
+    "DEMO_ORDERS",
+    "new_order",
+    "place_demo_orders",
+    "render_table",
+    "run_demo",
+    "wait_for_outcomes",
+]

@@ -18,9 +18,10 @@ from canonical_model import OrderStatus
 from canonical_model.envelope import Envelope
 from connectors.base import HEADER_ERROR_REASON, HEADER_FAILED_QUEUE, OutgoingMessage
 from connectors.publishing import publish_envelopes
-from crm_core.schemas import NewCustomer, NewOrder, NewOrderLine, OrderView
+from crm_core.schemas import NewCustomer, OrderView
 from esb.app import Application
 from esb.config import EsbSettings
+from esb.demo import new_order
 from esb.worker import Worker
 from flows.material_sync import sync_materials
 
@@ -74,21 +75,6 @@ def _customer(name: str, credit: str, country: str = "DE") -> NewCustomer:
     )
 
 
-def _order(customer_id: str, *lines: tuple[str, str, str | None, str | None]) -> NewOrder:
-    return NewOrder(
-        customer_id=customer_id,
-        lines=[
-            NewOrderLine(
-                product_id=product,
-                quantity=Decimal(quantity),
-                unit=unit,
-                unit_price=Decimal(price) if price else None,
-            )
-            for product, quantity, unit, price in lines
-        ],
-    )
-
-
 def _wait_settled(app: Application, order_ids: list[str], timeout: float = 45.0) -> dict[str, OrderView]:
     deadline = time.monotonic() + timeout
     while True:
@@ -105,10 +91,10 @@ def test_orders_reach_the_erp_and_come_back_confirmed_or_rejected(
     good = app.crm.create_customer(_customer("Müller Maschinenbau GmbH", "50000"))
     small = app.crm.create_customer(_customer("Lyon Hydraulique SA", "2000", country="FR"))
 
-    first = app.crm.place_order(_order(good.id, ("MAT-1001", "4", None, None), ("MAT-1002", "10", None, None)))
-    over_credit = app.crm.place_order(_order(small.id, ("MAT-1001", "3", None, None)))
-    unknown = app.crm.place_order(_order(good.id, ("MAT-1005", "2", None, None), ("MAT-9999", "1", "H87", "99.00")))
-    later = app.crm.place_order(_order(good.id, ("MAT-1006", "50", None, None)))
+    first = app.crm.place_order(new_order(good.id, ("MAT-1001", "4", None, None), ("MAT-1002", "10", None, None)))
+    over_credit = app.crm.place_order(new_order(small.id, ("MAT-1001", "3", None, None)))
+    unknown = app.crm.place_order(new_order(good.id, ("MAT-1005", "2", None, None), ("MAT-9999", "1", "H87", "99.00")))
+    later = app.crm.place_order(new_order(good.id, ("MAT-1006", "50", None, None)))
     ids = [first.id, over_credit.id, unknown.id, later.id]
     # A poison message on the order route, queued before the good orders: dead-lettered, not blocking.
     app.transport.publish([OutgoingMessage(routing_key="order.placed", body=b"{not json", message_id="poison-1")])
