@@ -1,9 +1,9 @@
 """The ERP connector: the reference ERP's SOAP operations as Python calls returning plain dicts.
 
-Thread-safety: a zeep client and its requests Session are not guaranteed thread-safe, so each
-thread that uses an ``ErpClient`` gets its own zeep client and Session (keep-alive per thread),
-built on its first call. The WSDL is fetched once per ``ErpClient`` and its bytes shared, so
-N threads cost one download and N parses of a small document. Share one ``ErpClient`` freely.
+Thread-safety: a requests Session is not guaranteed thread-safe, so each thread that uses an
+``ErpClient`` gets its own thin zeep client and Session (keep-alive per thread), built on its first
+call. The WSDL is fetched and parsed once per ``ErpClient`` (zeep parses on every ``Client()``
+given a URL, but accepts a parsed ``Document``), so build one ``ErpClient`` per process and share it.
 
 Nothing is fetched in ``__init__``: a worker starts even while the ERP is down, and the WSDL is
 read on the first call (retried like any transport failure).
@@ -24,7 +24,7 @@ import requests
 import structlog
 import tenacity
 import zeep
-import zeep.cache
+import zeep.wsdl
 from zeep.helpers import serialize_object
 
 from connectors.erp.errors import SYSTEM, never_sent, retryable, translated
@@ -45,23 +45,8 @@ T = TypeVar("T")
 # zeep is not annotated: its entry points, typed once here
 _zeep_client: Any = zeep.Client
 _zeep_transport: Any = zeep.Transport
+_zeep_document: Any = zeep.wsdl.Document
 _serialize: Any = serialize_object
-
-
-class _SharedWsdl(zeep.cache.Base):
-    """zeep cache holding the WSDL bytes for all threads of one ErpClient (and nothing else)."""
-
-    def __init__(self) -> None:
-        self._content: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-
-    def add(self, url: str, content: bytes) -> None:
-        with self._lock:
-            self._content[url] = content
-
-    def get(self, url: str) -> bytes | None:
-        with self._lock:
-            return self._content.get(url)
 
 
 def _redacted(url: str) -> str:
@@ -75,7 +60,8 @@ def _redacted(url: str) -> str:
 class ErpClient:
     def __init__(self, settings: ErpSettings) -> None:
         self.settings = settings
-        self._wsdl = _SharedWsdl()
+        self._document: Any = None  # the parsed WSDL, shared by every thread's zeep client
+        self._document_lock = threading.Lock()
         self._local = threading.local()
         # weak: a Session goes away with the thread that owned it
         self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
@@ -225,14 +211,10 @@ class ErpClient:
         service = getattr(self._local, "service", None)
         if service is None:
             settings = self.settings
-            session = requests.Session()
-            if settings.username is not None:
-                password = settings.password.get_secret_value() if settings.password else ""
-                session.auth = (settings.username, password)
-            timeout = (settings.connect_timeout, settings.operation_timeout)  # requests: (connect, read)
-            transport = _zeep_transport(session=session, cache=self._wsdl, timeout=timeout, operation_timeout=timeout)
+            session = self._new_session()
+            transport = self._transport(session)
             try:
-                client: Any = _zeep_client(settings.wsdl_url, transport=transport, settings=ZEEP_SETTINGS)
+                client: Any = _zeep_client(self._parsed_wsdl(transport), transport=transport, settings=ZEEP_SETTINGS)
             except BaseException:
                 session.close()
                 raise
@@ -242,6 +224,24 @@ class ErpClient:
                 self._sessions.add(session)
             self._log.info("erp client ready", wsdl=_redacted(settings.wsdl_url))
         return service, self._local.session
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        if self.settings.username is not None:
+            password = self.settings.password.get_secret_value() if self.settings.password else ""
+            session.auth = (self.settings.username, password)
+        return session
+
+    def _transport(self, session: requests.Session) -> Any:
+        timeout = (self.settings.connect_timeout, self.settings.operation_timeout)  # requests: (connect, read)
+        return _zeep_transport(session=session, timeout=timeout, operation_timeout=timeout)
+
+    def _parsed_wsdl(self, transport: Any) -> Any:
+        """The WSDL, downloaded and parsed on first use only (a failure is retried by the caller)."""
+        with self._document_lock:
+            if self._document is None:
+                self._document = _zeep_document(self.settings.wsdl_url, transport, settings=ZEEP_SETTINGS)
+            return self._document
 
     def close(self) -> None:
         """Close every thread's Session; a later call builds new ones."""

@@ -303,3 +303,16 @@ def test_one_client_shared_by_threads(client: ErpClient) -> None:
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(work, range(24)))
     assert sorted(name for _, name in results) == sorted(f"Thread customer {n}" for n in range(24))
+
+
+def test_threads_share_one_download_and_parse_of_the_wsdl(quiet_erp: ErpServerProcess) -> None:
+    with ErpClient(fast(quiet_erp.url)) as shared:
+
+        def work(_: int) -> tuple[int, bool]:
+            count = len(shared.list_materials())
+            return count, shared._local.client.wsdl is shared._document  # this thread's client, the shared parse
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(work, range(16)))
+    assert all(count >= 6 and reused for count, reused in results)
+    assert quiet_erp.stats()["wsdl"] == 1, "one download for every thread"
