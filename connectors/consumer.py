@@ -3,13 +3,19 @@
 - the handler returns: ack;
 - the body is not a valid envelope, or the handler raises ``PermanentError``: dead letter
   channel, with the reason and the error type in the headers;
-- the handler raises ``TransientError`` or anything unexpected: requeue; the queue's
-  delivery limit dead-letters a message that keeps failing, so a poison message cannot
-  block a route forever.
+- the handler raises ``TransientError`` or anything unexpected: requeue, after a pause that
+  grows with the delivery count (a back office that is down for a few seconds must not burn
+  through the delivery limit in a few milliseconds); the queue's delivery limit dead-letters a
+  message that keeps failing, so a poison message cannot block a route forever.
+
+The pause holds the route's consumer thread, which is the point: while a back office is down
+its route slows down instead of spinning. It stays well under the broker's heartbeat and the
+embedded transport's lease.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import structlog
@@ -21,9 +27,22 @@ from connectors.base import Delivery, DeliveryHandler
 log = structlog.get_logger(__name__)
 
 EnvelopeHandler = Callable[[Envelope], None]
+#: seconds to wait before requeueing a message that failed transiently, by previous deliveries
+Backoff = Callable[[int], float]
 
 
-def settle(delivery: Delivery, handler: EnvelopeHandler) -> str:
+def exponential_backoff(previous_deliveries: int, *, first: float = 0.5, cap: float = 8.0) -> float:
+    return float(min(cap, first * 2**previous_deliveries))
+
+
+def _requeue_later(delivery: Delivery, backoff: Backoff) -> None:
+    pause = backoff(delivery.previous_deliveries)
+    if pause > 0:
+        time.sleep(pause)
+    delivery.requeue()
+
+
+def settle(delivery: Delivery, handler: EnvelopeHandler, backoff: Backoff = exponential_backoff) -> str:
     """Parse the delivery, run the handler, settle the delivery; returns the outcome's name."""
     try:
         envelope = Envelope.from_bytes(delivery.body)
@@ -40,24 +59,23 @@ def settle(delivery: Delivery, handler: EnvelopeHandler) -> str:
         return "dead_lettered"
     except TransientError as exc:
         log.info("requeued", queue=delivery.queue, message_id=delivery.message_id, reason=str(exc))
-        delivery.requeue()
+        _requeue_later(delivery, backoff)
         return "requeued"
-    except Exception as exc:  # an unexpected bug must not kill the route: the delivery limit bounds it
+    except Exception:  # an unexpected bug must not kill the route: the delivery limit bounds it
         log.exception("handler failed", queue=delivery.queue, message_id=delivery.message_id)
-        del exc
-        delivery.requeue()
+        _requeue_later(delivery, backoff)
         return "requeued"
     delivery.ack()
     return "acked"
 
 
-def envelope_consumer(handler: EnvelopeHandler) -> DeliveryHandler:
+def envelope_consumer(handler: EnvelopeHandler, backoff: Backoff = exponential_backoff) -> DeliveryHandler:
     """Adapt an envelope handler to the transport's delivery callback."""
 
     def on_delivery(delivery: Delivery) -> None:
-        settle(delivery, handler)
+        settle(delivery, handler, backoff)
 
     return on_delivery
 
 
-__all__ = ["EnvelopeHandler", "envelope_consumer", "settle"]
+__all__ = ["Backoff", "EnvelopeHandler", "envelope_consumer", "exponential_backoff", "settle"]

@@ -1,0 +1,93 @@
+"""The ack decision (connectors.consumer.settle) on a recording delivery: one rule per outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from canonical_model.envelope import Envelope
+from canonical_model.errors import BackOfficeUnavailable, BusinessRejection, MappingError
+from connectors.base import Delivery, HeaderValue
+from connectors.consumer import exponential_backoff, settle
+
+
+class RecordingDelivery(Delivery):
+    def __init__(self, body: bytes, previous_deliveries: int = 0) -> None:
+        self.body = body
+        self.routing_key = "order.placed"
+        self.message_id = "m-1"
+        self.headers: Mapping[str, HeaderValue] = {}
+        self.queue = "esb.erp.order_placed"
+        self.previous_deliveries = previous_deliveries
+        self.settled = False
+        self.outcome: tuple[str, ...] = ()
+
+    def ack(self) -> None:
+        self.outcome, self.settled = ("ack",), True
+
+    def requeue(self) -> None:
+        self.outcome, self.settled = ("requeue",), True
+
+    def dead_letter(self, reason: str, error_type: str) -> None:
+        self.outcome, self.settled = ("dead_letter", reason, error_type), True
+
+
+VALID = Envelope.new("order.placed", {"id": "SO-1"}, source="/crm").to_bytes()
+
+
+def no_pause(_: int) -> float:
+    return 0.0
+
+
+def test_success_acks() -> None:
+    seen: list[str] = []
+    delivery = RecordingDelivery(VALID)
+    assert settle(delivery, lambda envelope: seen.append(envelope.data["id"]), no_pause) == "acked"
+    assert (delivery.outcome, seen) == (("ack",), ["SO-1"])
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"type": "order.placed"}', b"[]"])
+def test_a_body_that_is_not_an_envelope_is_dead_lettered_with_the_reason(body: bytes) -> None:
+    delivery = RecordingDelivery(body)
+    assert settle(delivery, lambda envelope: None, no_pause) == "dead_lettered"
+    kind, reason, error_type = delivery.outcome
+    assert (kind, error_type) == ("dead_letter", "InvalidMessage")
+    assert "not a valid envelope" in reason
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MappingError("lines[1].unit", "XYZ", "no ERP unit"),
+        BusinessRejection("credit limit exceeded", code="CREDIT_BLOCK", system="erp"),
+    ],
+)
+def test_permanent_errors_are_dead_lettered(error: Exception) -> None:
+    def handler(envelope: Envelope) -> None:
+        raise error
+
+    delivery = RecordingDelivery(VALID)
+    assert settle(delivery, handler, no_pause) == "dead_lettered"
+    assert delivery.outcome == ("dead_letter", str(error), type(error).__name__)
+
+
+@pytest.mark.parametrize("error", [BackOfficeUnavailable("down", system="erp"), KeyError("a bug")])
+def test_transient_and_unexpected_errors_requeue_after_a_growing_pause(error: Exception) -> None:
+    pauses: list[int] = []
+
+    def handler(envelope: Envelope) -> None:
+        raise error
+
+    def backoff(previous: int) -> float:
+        pauses.append(previous)
+        return 0.0
+
+    delivery = RecordingDelivery(VALID, previous_deliveries=3)
+    assert settle(delivery, handler, backoff) == "requeued"
+    assert delivery.outcome == ("requeue",)
+    assert pauses == [3]
+
+
+def test_exponential_backoff_grows_and_is_capped() -> None:
+    assert [exponential_backoff(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
