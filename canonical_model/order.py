@@ -5,23 +5,12 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from canonical_model.types import CurrencyCode, Money, Quantity, UnitCode
 
-
-def _split_stated(data: Any, name: str) -> tuple[Any, Any]:
-    """Take a serialised computed field out of the input, to compare it once the model is built."""
-    if isinstance(data, dict) and name in data:
-        rest = dict(data)
-        return rest, rest.pop(name)
-    return data, None
-
-
-def _differs(stated: Any, derived: Decimal) -> bool:
-    return stated is not None and Decimal(str(stated)) != derived
+CENT = Decimal("0.01")
 
 
 class OrderStatus(StrEnum):
@@ -37,26 +26,23 @@ class OrderLine(BaseModel):
     quantity: Quantity
     unit: UnitCode = "H87"
     unit_price: Money
-
-    # Computed fields are serialised (consumers want them) but derived on input: a stated value must
-    # match, so a message corrupted or edited by hand cannot carry a total that disagrees with its lines.
-    @model_validator(mode="wrap")
-    @classmethod
-    def _stated_net_amount_matches(cls, data: Any, handler: ModelWrapValidatorHandler[OrderLine]) -> OrderLine:
-        data, stated = _split_stated(data, "net_amount")
-        line = handler(data)
-        if _differs(stated, line.net_amount):
-            raise ValueError(f"net_amount {stated} does not match quantity x unit_price ({line.net_amount})")
-        return line
+    # A serialised line carries its computed net_amount; on input it is only checked (by the order,
+    # once for all lines: a validator per line costs more than the rest of the validation).
+    stated_net_amount: Decimal | None = Field(default=None, validation_alias="net_amount", exclude=True, repr=False)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def net_amount(self) -> Decimal:
-        return (self.quantity * self.unit_price).quantize(Decimal("0.01"))
+        return (self.quantity * self.unit_price).quantize(CENT)
 
 
 class SalesOrder(BaseModel):
-    """An order as placed in the CRM. ``id`` is the CRM's key and the ERP's idempotency key."""
+    """An order as placed in the CRM. ``id`` is the CRM's key and the ERP's idempotency key.
+
+    ``total`` and each line's ``net_amount`` are derived; a serialised order carries them, and on
+    input a stated value must match, so that a message corrupted or edited by hand cannot carry a
+    total that disagrees with its lines.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -65,15 +51,24 @@ class SalesOrder(BaseModel):
     currency: CurrencyCode = "EUR"
     order_date: date
     lines: list[OrderLine] = Field(min_length=1)
+    stated_total: Decimal | None = Field(default=None, validation_alias="total", exclude=True, repr=False)
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _stated_total_matches(cls, data: Any, handler: ModelWrapValidatorHandler[SalesOrder]) -> SalesOrder:
-        data, stated = _split_stated(data, "total")
-        order = handler(data)
-        if _differs(stated, order.total):
-            raise ValueError(f"total {stated} does not match the sum of the lines ({order.total})")
-        return order
+    @model_validator(mode="after")
+    def _stated_amounts_match(self) -> SalesOrder:
+        total = Decimal("0.00")
+        for index, line in enumerate(self.lines):
+            net = line.net_amount
+            if line.stated_net_amount is not None:
+                if line.stated_net_amount != net:
+                    stated = line.stated_net_amount
+                    raise ValueError(f"lines[{index}].net_amount {stated} does not match quantity x unit_price ({net})")
+                line.stated_net_amount = None  # checked: equal to an order built in code again
+            total += net
+        if self.stated_total is not None:
+            if self.stated_total != total:
+                raise ValueError(f"total {self.stated_total} does not match the sum of the lines ({total})")
+            self.stated_total = None
+        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property
