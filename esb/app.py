@@ -8,7 +8,7 @@ from types import TracebackType
 import structlog
 
 from connectors.base import OutgoingMessage, Transport
-from connectors.erp import ErpClient, ErpSettings
+from connectors.erp import ErpClient
 from connectors.publishing import envelope_publisher
 from connectors.registry import create_transport
 from crm_core.db import create_db_engine, session_factory
@@ -28,20 +28,6 @@ def build_transport(settings: EsbSettings) -> Transport:
     return create_transport("embedded", url=settings.embedded_url)
 
 
-def build_erp_client(settings: EsbSettings) -> ErpClient:
-    erp = settings.erp
-    return ErpClient(
-        ErpSettings(
-            url=erp.url,
-            username=erp.username,
-            password=erp.password,
-            connect_timeout=erp.connect_timeout,
-            operation_timeout=erp.operation_timeout,
-            retries=erp.retries,
-        )
-    )
-
-
 class Application:
     """One process's view of crm-esb: build once, share between the worker's threads."""
 
@@ -53,7 +39,7 @@ class Application:
         self.sessions = session_factory(self.engine)
         self.crm = CrmService(self.sessions)
         self.transport = build_transport(settings)
-        self.erp = build_erp_client(settings)
+        self.erp = ErpClient(settings.erp)
         self.routes: list[Route] = all_routes(self.crm, self.erp, envelope_publisher(self.transport))
         self.topology = topology(settings.namespace, self.routes)
         self.transport.declare(self.topology)
@@ -90,4 +76,4 @@ class Application:
         self.close()
 
 
-__all__ = ["Application", "build_erp_client", "build_transport"]
+__all__ = ["Application", "build_transport"]

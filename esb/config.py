@@ -10,23 +10,17 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from connectors.erp.settings import ErpSettings
+
 CONFIG_ENV = "ESB_CONFIG"
+DEFAULT_ERP_URL = "http://127.0.0.1:8081/erp"
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the setting."""
-
-
-class ErpConnection(BaseModel):
-    url: str = "http://127.0.0.1:8081/erp"
-    username: str | None = None
-    password: SecretStr | None = None
-    connect_timeout: float = Field(default=3.0, gt=0)
-    operation_timeout: float = Field(default=10.0, gt=0)
-    retries: int = Field(default=3, ge=1)
 
 
 class WorkerSettings(BaseModel):
@@ -48,8 +42,16 @@ class EsbSettings(BaseSettings):
     embedded_url: str | None = None
     #: prefix of every exchange and queue name, so that several installations share one broker
     namespace: str = Field(default="esb", pattern=r"^[a-z][a-z0-9_-]*$")
-    erp: ErpConnection = ErpConnection()
+    erp: ErpSettings = ErpSettings(url=DEFAULT_ERP_URL)
     worker: WorkerSettings = WorkerSettings()
+
+    @field_validator("erp", mode="before")
+    @classmethod
+    def _erp_url_default(cls, value: Any) -> Any:
+        # Setting only ESB_ERP__USERNAME (say) must not lose the default address.
+        if isinstance(value, dict) and "url" not in value:
+            return {"url": DEFAULT_ERP_URL, **value}
+        return value
 
     @model_validator(mode="after")
     def _fill_paths(self) -> EsbSettings:
@@ -95,4 +97,4 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> EsbSetti
         raise ConfigError(f"invalid configuration: {problems}") from exc
 
 
-__all__ = ["ConfigError", "ErpConnection", "EsbSettings", "WorkerSettings", "load_settings"]
+__all__ = ["ConfigError", "EsbSettings", "WorkerSettings", "load_settings"]

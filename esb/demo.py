@@ -16,6 +16,7 @@ from typing import TextIO
 
 from backoffice.erp.process import ErpServerProcess
 from canonical_model.order import OrderStatus
+from connectors.erp import ErpSettings
 from crm_core.schemas import NewCustomer, NewOrder, NewOrderLine, OrderView
 from crm_core.services import CrmService
 from esb.app import Application
@@ -154,7 +155,8 @@ def run_demo(settings: EsbSettings, *, out: TextIO = sys.stdout, timeout: float 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     say(f"starting the reference ERP (SOAP) with its data in {settings.data_dir / 'erp.db'} ...")
     with ErpServerProcess(db_path=settings.data_dir / "erp.db", seed=True) as erp_server:
-        settings = settings.model_copy(update={"erp": settings.erp.model_copy(update={"url": erp_server.url})})
+        erp = settings.erp.model_dump() | {"url": erp_server.url, "wsdl_url": erp_server.wsdl_url}
+        settings = settings.model_copy(update={"erp": ErpSettings.model_validate(erp)})
         say(
             f"ERP listening at {erp_server.url}; transport: {settings.transport}; CRM database: {settings.database_url}"
         )

@@ -36,3 +36,15 @@ def test_bad_values_name_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (tmp_path / "bad.toml").write_text("[worker]\nprefetch = 0\n")
     with pytest.raises(ConfigError, match=r"worker\.prefetch"):
         load_settings(tmp_path / "bad.toml")
+
+
+def test_a_partial_erp_section_keeps_the_default_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESB_ERP__USERNAME", "esb")
+    monkeypatch.setenv("ESB_ERP__OPERATION_TIMEOUT", "2.5")
+    erp = load_settings().erp
+    assert (erp.url, erp.wsdl_url, erp.username, erp.operation_timeout) == (
+        "http://127.0.0.1:8081/erp",
+        "http://127.0.0.1:8081/erp?wsdl",
+        "esb",
+        2.5,
+    )
