@@ -90,7 +90,7 @@ def migrate(ctx: click.Context) -> None:
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=Path("canonical_model/schemas"))
 def schemas(directory: Path) -> None:
     """Write the JSON Schema of every canonical model into DIRECTORY."""
-    from canonical_model.schemas import export_schemas
+    from canonical_model.json_schema import export_schemas
 
     for path in export_schemas(directory):
         click.echo(str(path))

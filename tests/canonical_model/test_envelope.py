@@ -9,7 +9,7 @@ import pytest
 
 from canonical_model import Envelope, OrderLine, SalesOrder
 from canonical_model.errors import InvalidMessage
-from canonical_model.schemas import EXPORTED, schema_of
+from canonical_model.json_schema import EXPORTED, schema_of
 
 
 def _order() -> SalesOrder:
