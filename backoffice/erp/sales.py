@@ -19,6 +19,7 @@ from backoffice.erp.store import (
     next_change_seq,
     next_document_number,
     payment_terms,
+    refused_orders,
     sales_order_items,
     sales_orders,
     units,
@@ -89,11 +90,30 @@ def _item(conn: Connection, index: int, requested: Record, waers: str) -> Item:
     return item
 
 
+def remember_refusal(conn: Connection, request: Record, fault: ErpFault) -> None:
+    """Keep a business refusal as the key's final answer (called by the service, after a rollback)."""
+    key = request["IDEMPOTENCY_KEY"]
+    if conn.execute(select(refused_orders.c.idempotency_key).where(refused_orders.c.idempotency_key == key)).first():
+        return  # the replay of a refusal already kept
+    conn.execute(
+        insert(refused_orders).values(
+            idempotency_key=key,
+            code=fault.code,
+            text=fault.text[:500],
+            field=fault.field,
+            value=None if fault.value is None else fault.value[:200],
+        )
+    )
+
+
 def create(conn: Connection, request: Record) -> Record:
     key: str = request["IDEMPOTENCY_KEY"]
     first = _find_by_key(conn, key)
     if first is not None:  # a replay: the first order, nothing new (checked before the credit check on purpose)
         return {"SALES_ORDER": render(conn, first), "CREATED": False}
+    refused = conn.execute(select(refused_orders).where(refused_orders.c.idempotency_key == key)).first()
+    if refused is not None:  # a replay of a refused order: the same refusal
+        raise ErpFault(refused.code, refused.text, field=refused.field, value=refused.value)
 
     header: Record = request["HEADER"]
     kunnr = header["KUNNR"]

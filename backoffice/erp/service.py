@@ -12,16 +12,20 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from backoffice.erp import billing, credit, customers, materials, sales
+from backoffice.erp.faults import ErpFault
 from backoffice.erp.records import Record
 from backoffice.erp.store import ErpDatabase
 
 Handler = Callable[[Connection, Record], Record]
+RefusalKeeper = Callable[[Connection, Record, ErpFault], None]
 
 
 @dataclass(frozen=True)
 class Operation:
     handler: Handler
     writes: bool
+    #: for idempotent operations: records a business refusal, so that a replay is refused the same way
+    keep_refusal: RefusalKeeper | None = None
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -32,7 +36,7 @@ OPERATIONS: dict[str, Operation] = {
     "ListMaterials": Operation(materials.list_all, writes=False),
     "GetMaterialsChangedSince": Operation(materials.read_changed, writes=False),
     "SaveMaterial": Operation(materials.save, writes=True),
-    "CreateSalesOrder": Operation(sales.create, writes=True),
+    "CreateSalesOrder": Operation(sales.create, writes=True, keep_refusal=sales.remember_refusal),
     "GetSalesOrder": Operation(sales.read, writes=False),
     "GetSalesOrdersChangedSince": Operation(sales.read_changed, writes=False),
     "GetInvoice": Operation(billing.read_invoice, writes=False),
@@ -53,7 +57,23 @@ class ErpService:
         operation = OPERATIONS[name]
         transaction = self._db.writing() if operation.writes else self._db.reading()
         with transaction as conn:
-            return operation.handler(conn, request)
+            if operation.keep_refusal is None:
+                return operation.handler(conn, request)
+            # The handler's work in a savepoint: a refusal undoes it, and the refusal itself commits
+            # in the same (serialised) write transaction, so no replay can slip in between.
+            savepoint = conn.begin_nested()
+            try:
+                answer = operation.handler(conn, request)
+            except ErpFault as fault:
+                savepoint.rollback()
+                if fault.server:
+                    raise
+                operation.keep_refusal(conn, request, fault)
+                refusal = fault
+            else:
+                savepoint.commit()
+                return answer
+        raise refusal
 
 
 __all__ = ["OPERATIONS", "ErpService", "Operation"]

@@ -133,6 +133,18 @@ sales_orders = Table(
     Column("chseq", BigInteger, nullable=False, unique=True),
 )
 
+# An idempotency key's refusal is its final answer too: a replay gets the same fault, never an
+# order created later because credit was freed or the material added in between.
+refused_orders = Table(
+    "refused_orders",
+    metadata,
+    Column("idempotency_key", String(40), primary_key=True),
+    Column("code", String(30), nullable=False),
+    Column("text", String(500), nullable=False),
+    Column("field", String(100)),
+    Column("value", String(200)),
+)
+
 sales_order_items = Table(
     "sales_order_items",
     metadata,
@@ -312,6 +324,7 @@ __all__ = [
     "open_engine",
     "payment_terms",
     "payments",
+    "refused_orders",
     "sales_order_items",
     "sales_orders",
     "seed_materials",

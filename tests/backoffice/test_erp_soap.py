@@ -311,6 +311,25 @@ def test_same_idempotency_key_returns_the_first_order(erp: ErpServerProcess, ses
     assert [o.findtext("VBELN") for o in orders] == [vbeln]
 
 
+def test_a_refused_key_stays_refused_after_the_cause_is_gone(erp: ErpServerProcess, session: requests.Session) -> None:
+    extref = unique("crm")
+    created = answer(
+        post(session, erp, f"<erp:CreateCustomer>{customer_xml(extref, klimk='1000.00')}</erp:CreateCustomer>")
+    )
+    kunnr = str(created.findtext("KUNNR"))
+    key = unique("crm-order")
+    first = fault(post(session, erp, order_xml(key, kunnr, ("MAT-1001", "1"))))  # 1250.00 > 1000.00
+    assert first["CODE"] == "CREDIT_BLOCK"
+    raised = customer_xml(extref, klimk="90000.00").replace("<CUSTOMER>", f"<CUSTOMER><KUNNR>{kunnr}</KUNNR>")
+    answer(post(session, erp, f"<erp:UpdateCustomer>{raised}</erp:UpdateCustomer>"))
+    since = int(changed_since(session, erp, "SalesOrders", 0, 5000).findtext("LAST_SEQ") or 0)
+    replay = fault(post(session, erp, order_xml(key, kunnr, ("MAT-1001", "1"))))
+    assert (replay["CODE"], replay["TEXT"]) == (first["CODE"], first["TEXT"]), "a replay gets the first answer"
+    assert changed_since(session, erp, "SalesOrders", since, 100).findall("SALES_ORDERS/SALES_ORDER") == []
+    fresh = answer(post(session, erp, order_xml(unique("crm-order"), kunnr, ("MAT-1001", "1"))))
+    assert fresh.findtext("CREATED") == "true"  # a new key is judged on today's credit
+
+
 def test_concurrent_replays_create_one_order(erp: ErpServerProcess) -> None:
     with requests.Session() as s:
         kunnr = create_customer(s, erp)
