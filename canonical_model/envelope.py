@@ -19,8 +19,17 @@ SCHEMA_VERSION = "1"
 CONTENT_TYPE = "application/cloudevents+json"
 
 
+#: namespace of ids derived from a cause, so that handling a redelivered message twice emits the same id
+_DERIVED = uuid.UUID("6f1c3c43-3d55-4b43-9a55-8c0c2e0f4a8e")
+
+
 def _new_id() -> str:
     return str(uuid.uuid4())
+
+
+def derived_id(cause_id: str, type: str) -> str:
+    """The id of the ``type`` event that ``cause_id`` causes: the same on every redelivery of the cause."""
+    return str(uuid.uuid5(_DERIVED, f"{cause_id}/{type}"))
 
 
 def _now() -> datetime:
@@ -53,11 +62,17 @@ class Envelope(BaseModel):
         source: str,
         subject: str | None = None,
         cause: Envelope | None = None,
+        deterministic: bool = False,
     ) -> Envelope:
-        """Build an event; with ``cause`` it joins the cause's correlation and names it as causation."""
+        """Build an event; with ``cause`` it joins the cause's correlation and names it as causation.
+
+        ``deterministic`` (with a cause) derives the id from the cause's id and the type, so that a
+        redelivered cause yields the same event id and idempotent consumers apply it once.
+        """
         payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
         correlation = (cause.correlationid or cause.id) if cause else None
         return cls(
+            id=derived_id(cause.id, type) if cause is not None and deterministic else _new_id(),
             type=type,
             source=source,
             subject=subject if subject is not None else (cause.subject if cause else None),
@@ -80,4 +95,4 @@ class Envelope(BaseModel):
             raise InvalidMessage(f"not a valid envelope: {where}: {first['msg']}") from exc
 
 
-__all__ = ["CONTENT_TYPE", "SCHEMA_VERSION", "Envelope"]
+__all__ = ["CONTENT_TYPE", "SCHEMA_VERSION", "Envelope", "derived_id"]

@@ -1,9 +1,16 @@
-"""Errors of the CRM's own services (not of message handling)."""
+"""Errors of the CRM's own services.
+
+They are permanent errors in the one error tree: a message that names an order the CRM does not
+have, or links a customer to a second ERP number, cannot succeed on a retry, so it goes to the
+dead letter channel with this reason at once.
+"""
 
 from __future__ import annotations
 
+from canonical_model.errors import PermanentError
 
-class CrmError(Exception):
+
+class CrmError(PermanentError):
     """Base of the CRM service errors."""
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import date
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -26,6 +27,7 @@ from crm_core.models import (
     ProcessedMessage,
     ProductRow,
     SyncCursor,
+    utcnow,
 )
 from crm_core.outbox import add_event
 from crm_core.schemas import NewCustomer, NewOrder, OrderView
@@ -256,19 +258,32 @@ class CrmService:
             with self._sessions() as session, session.begin():
                 if not self._claim(session, consumer, message_id):
                     return False
-                row = session.get(OrderRow, order_id)
-                if row is None:
+                if session.get(OrderRow, order_id) is None:
                     raise NotFound("order", order_id)
-                if row.status != OrderStatus.PLACED.value:
-                    # An outcome arrives once per order; a second, different one is not allowed to flip it.
-                    return False
-                row.status = status.value
-                row.erp_order_number = erp_order_number
-                row.rejection_code = rejection_code
-                row.rejection_reason = rejection_reason
+                # One atomic compare-and-set: an outcome arrives once per order; a second, different
+                # one (even concurrently, on another connection) must not flip or mix it.
+                settled: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+                    update(OrderRow)
+                    .where(OrderRow.id == order_id, OrderRow.status == OrderStatus.PLACED.value)
+                    .values(
+                        status=status.value,
+                        erp_order_number=erp_order_number,
+                        rejection_code=rejection_code,
+                        rejection_reason=rejection_reason,
+                        updated_at=utcnow(),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                return bool(settled.rowcount == 1)
         except IntegrityError:
             return False  # a concurrent delivery of the same message won the claim
-        return True
+
+    def order_status(self, order_id: str) -> OrderStatus:
+        with self._sessions() as session:
+            status = session.scalar(select(OrderRow.status).where(OrderRow.id == order_id))
+            if status is None:
+                raise NotFound("order", order_id)
+            return OrderStatus(status)
 
     # -- cross-references and cursors ------------------------------------------------------
     def cross_reference(self, system: str, entity: str, crm_id: str) -> str | None:

@@ -7,10 +7,12 @@ canonical terms, and the message is acknowledged. Only transient failures are re
 
 from __future__ import annotations
 
+import structlog
+
 from canonical_model import events
 from canonical_model.envelope import Envelope
 from canonical_model.errors import BusinessRejection, InvalidMessage, MappingError
-from canonical_model.order import OrderConfirmed, OrderRejected, SalesOrder
+from canonical_model.order import OrderConfirmed, OrderRejected, OrderStatus, SalesOrder
 from connectors.erp.client import ErpClient
 from connectors.publishing import EnvelopePublisher
 from crm_core.errors import NotFound
@@ -19,6 +21,8 @@ from flows.erp_customer import ensure_erp_customer, in_canonical_terms
 from flows.payloads import data_of
 from flows.routes import Route
 from mappings import load_mapping
+
+log = structlog.get_logger(__name__)
 
 SOURCE = "/esb/erp-orders"
 
@@ -32,6 +36,9 @@ class OrderToErp:
 
     def __call__(self, envelope: Envelope) -> None:
         order = data_of(envelope, SalesOrder)
+        if self._crm.order_status(order.id) != OrderStatus.PLACED:
+            log.info("order already settled; redelivery ignored", order_id=order.id, message_id=envelope.id)
+            return
         correlation_id = envelope.correlationid or envelope.id
         outcome: OrderConfirmed | OrderRejected
         try:
@@ -41,7 +48,8 @@ class OrderToErp:
         except BusinessRejection as exc:
             outcome = OrderRejected(order_id=order.id, reason=exc.message, code=exc.code, field=exc.field)
         kind = events.ORDER_CONFIRMED if isinstance(outcome, OrderConfirmed) else events.ORDER_REJECTED
-        self._publish(Envelope.new(kind, outcome, source=SOURCE, cause=envelope))
+        # A redelivered order.placed yields the same outcome id: the CRM applies it once.
+        self._publish(Envelope.new(kind, outcome, source=SOURCE, cause=envelope, deterministic=True))
 
     def _confirm(self, order: SalesOrder, correlation_id: str) -> OrderConfirmed:
         try:

@@ -112,3 +112,51 @@ def test_product_sync_cursor_commits_with_the_products(crm_sessions: sessionmake
     crm.upsert_products([Product(id="M1", name="B", list_price=Decimal(2))], cursor=("erp.materials", 18))
     assert crm.cursor("erp.materials") == 18
     assert [(p.id, p.name) for p in crm.list_products()] == [("M1", "B")]
+
+
+def _race_outcomes(crm: CrmService, order_id: str) -> dict[str, bool]:
+    """Apply a confirm and a reject for ``order_id`` started at the same instant on two connections."""
+    import threading
+
+    start = threading.Barrier(2)
+    applied: dict[str, bool] = {}
+
+    def confirm() -> None:
+        outcome = OrderConfirmed(order_id=order_id, erp_order_number="0000000001", net_value=1, currency="EUR")
+        start.wait()
+        applied["confirm"] = crm.confirm_order(outcome, consumer="t", message_id=f"c-{order_id}")
+
+    def reject() -> None:
+        outcome = OrderRejected(order_id=order_id, reason="no", code="X")
+        start.wait()
+        applied["reject"] = crm.reject_order(outcome, consumer="t", message_id=f"r-{order_id}")
+
+    threads = [threading.Thread(target=confirm), threading.Thread(target=reject)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return applied
+
+
+def test_concurrent_different_outcomes_settle_each_order_once(crm_sessions: sessionmaker[Session]) -> None:
+    crm = CrmService(crm_sessions)
+    customer = crm.create_customer(_new_customer())
+    line = NewOrderLine(product_id="M", quantity=Decimal(1), unit="H87", unit_price=Decimal(1))
+    for n in range(60):
+        order = crm.place_order(NewOrder(customer_id=customer.id, lines=[line]))
+        applied = _race_outcomes(crm, order.id)
+        assert sorted(applied.values()) == [False, True], f"order {n}: exactly one outcome applies"
+        view = crm.get_order(order.id)
+        if view.status == OrderStatus.REJECTED:
+            assert view.erp_order_number is None, view
+        else:
+            assert (view.status, view.rejection_reason) == (OrderStatus.CONFIRMED, None), view
+
+
+def test_an_outcome_for_an_unknown_order_is_a_permanent_error(crm_sessions: sessionmaker[Session]) -> None:
+    from canonical_model.errors import PermanentError
+
+    crm = CrmService(crm_sessions)
+    with pytest.raises(PermanentError, match="not found"):
+        crm.reject_order(OrderRejected(order_id="SO-NOPE", reason="x", code="X"), consumer="t", message_id="m")
