@@ -160,6 +160,12 @@ class RabbitMQTransport(Transport):
             log.info("consuming", queue=queue, prefetch=prefetch)
             while not stop.is_set():
                 connection.process_data_events(time_limit=self._poll_interval)
+                # process_data_events does not raise when the broker closed only the channel or
+                # cancelled the consumer (queue deleted, consumer_timeout): reconnect instead of idling.
+                if not channel.is_open or tag not in channel.consumer_tags:
+                    raise TransportError(
+                        f"consumer of {queue} was closed or cancelled by the broker", system="rabbitmq"
+                    )
             channel.basic_cancel(tag)
         finally:
             with suppress(Exception):

@@ -440,6 +440,42 @@ class TestRabbitMQTransport(TransportContract):
             flaky.close()
             proxy.close()
 
+    def test_consumer_comes_back_after_the_broker_closes_its_channel(
+        self, transport: Transport, rabbitmq_url: str, topology: Topology
+    ) -> None:
+        """A dead-letter publish to a missing exchange makes the broker close the consumer's channel
+        (not the connection); the consumer must notice and reconnect instead of idling forever."""
+        transport.declare(topology)
+        good: list[bytes] = []
+        failures: list[str] = []
+
+        def handler(delivery: Delivery) -> None:
+            if delivery.body == b"poison":
+                try:
+                    delivery.dead_letter("bad", "InvalidMessage")
+                except TransportError as exc:
+                    failures.append(str(exc))
+                    raise
+            else:
+                good.append(delivery.body)
+                delivery.ack()
+
+        with consuming(transport, self.orders(topology), handler):
+            connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+            try:
+                connection.channel().exchange_delete(topology.dead_letter_exchange)
+            finally:
+                connection.close()
+            transport.publish([message("order.placed", b"poison", "m-poison")])
+            wait_for(lambda: bool(failures), "the refused dead-letter publish")
+            transport.declare(topology)  # the dead letter exchange is back
+            transport.publish([message("order.placed", f"good-{n}".encode(), f"m-{n}") for n in range(3)])
+            wait_for(lambda: len(good) == 3, "the good messages after the channel was closed")
+        assert good == [b"good-0", b"good-1", b"good-2"]
+        dead = get_eventually(transport, topology.dead_letter_queue)  # the poison made it on a later delivery
+        assert dead.body == b"poison"
+        dead.ack()
+
 
 class CuttableProxy:
     """A TCP proxy to the broker whose connections a test cuts, as a network failure would."""
