@@ -9,8 +9,11 @@
   message that keeps failing, so a poison message cannot block a route forever.
 
 The pause holds the route's consumer thread, which is the point: while a back office is down
-its route slows down instead of spinning. It stays well under the broker's heartbeat and the
-embedded transport's lease.
+its route slows down instead of spinning. The pause itself (8 s at most) stays under the broker's
+heartbeat and the embedded transport's lease, but a handler runs in the consuming thread too: one
+whose back-office calls outlast about two heartbeats (RabbitMQ) or the lease (embedded) has its
+message delivered again. Idempotency keys make that harmless; keep connector timeouts and retry
+budgets below those limits.
 """
 
 from __future__ import annotations
