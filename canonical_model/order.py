@@ -14,9 +14,13 @@ CENT = Decimal("0.01")
 
 
 class OrderStatus(StrEnum):
+    """``failed`` is not final: the order's message left its route without an outcome (dead-lettered);
+    a replay may still confirm or reject it. ``confirmed`` and ``rejected`` are final."""
+
     PLACED = "placed"
     CONFIRMED = "confirmed"
     REJECTED = "rejected"
+    FAILED = "failed"
 
 
 class OrderLine(BaseModel):

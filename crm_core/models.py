@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -29,7 +30,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-Money = Numeric(15, 2)
+#: amounts in a currency: three decimals hold every ISO 4217 currency's minor units (KWD, BHD, ...)
+Money = Numeric(18, 3)
+#: an amount as another system stated it, kept at that system's precision (it may exceed the currency's)
+StatedAmount = Numeric(24, 6)
 
 
 def utcnow() -> datetime:
@@ -117,6 +121,13 @@ class OrderRow(Base):
     erp_order_number: Mapped[str | None] = mapped_column(String(10))
     rejection_code: Mapped[str | None] = mapped_column(String(40))
     rejection_reason: Mapped[str | None] = mapped_column(Text)
+    #: why the order's message left its route without an outcome (dead-lettered); set while status is failed
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the ERP's net value on confirmation (the ERP is the system of record), at the ERP's precision
+    erp_net_value: Mapped[Decimal | None] = mapped_column(StatedAmount)
+    #: True when the ERP's net value differs from the CRM's total
+    net_value_mismatch: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -152,6 +163,9 @@ class OutboxRow(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: set when the transport could not route the event (no queue bound to its type): kept aside, not retried
+    parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    park_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_outbox_pending", "published_at", "seq"),)
 
@@ -189,3 +203,20 @@ class SyncCursor(Base):
     position: Mapped[int] = mapped_column(BigInteger)
     details: Mapped[dict[str, object] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class SyncReject(Base):
+    """A record an incremental pull could not take; kept aside with its reason, retried on the next run."""
+
+    __tablename__ = "sync_rejects"
+
+    #: the pull it came from, e.g. ``erp.materials``
+    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: the record's key in the source system, e.g. the MATNR
+    record_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    #: the record as the source sent it (bounded by the caller)
+    record: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -60,6 +60,12 @@ class OrderView(BaseModel):
     erp_order_number: str | None = None
     rejection_code: str | None = None
     rejection_reason: str | None = None
+    #: why the order's message was dead-lettered (status failed)
+    failure_reason: str | None = None
+    #: the ERP's net value on confirmation, at the ERP's precision
+    erp_net_value: Decimal | None = None
+    #: the ERP's net value differs from the CRM's total
+    net_value_mismatch: bool = False
 
 
 __all__ = ["NewCustomer", "NewOrder", "NewOrderLine", "OrderView"]
