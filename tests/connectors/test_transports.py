@@ -464,6 +464,29 @@ class TestRabbitMQTransport(TransportContract):
         assert named == {w: tuple(f"w{w}-{i}" for i in range(0, 30, 3)) for w in range(3)}
         assert transport.message_count(self.orders(topology)) == 60  # each routable message once
 
+    def test_a_batch_with_a_return_and_a_nack_fails_as_a_whole(
+        self, rabbitmq_url: str, transport: Transport, topology: Topology
+    ) -> None:
+        # A queue that holds one message and refuses more: the broker nacks the second order.full.
+        full = f"{topology.exchange}.full"
+        connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+        try:
+            channel = connection.channel()
+            channel.queue_declare(full, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+            channel.queue_bind(full, topology.exchange, routing_key="order.full")
+            batch = [
+                message("customer.merged", b"a", "m-a"),
+                message("order.full", b"b", "m-b"),
+                message("order.full", b"c", "m-c"),
+            ]
+            # a TransportError, not Unroutable: the caller marks nothing and publishes the whole batch again
+            with pytest.raises(TransportError, match=r"basic\.nack"):
+                transport.publish(batch)
+        finally:
+            with suppress(Exception):
+                connection.channel().queue_delete(full)
+            connection.close()
+
     def test_publisher_and_consumer_recover_from_a_lost_connection(self, rabbitmq_url: str, topology: Topology) -> None:
         broker = urlsplit(rabbitmq_url)
         proxy = CuttableProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
