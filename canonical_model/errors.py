@@ -11,7 +11,8 @@ Retry and dead-letter decisions read only the split between the two branches::
         ├── InvalidMessage        body is not JSON, or not a valid envelope / canonical payload
         ├── MappingError          a canonical value has no counterpart in the target system
         ├── RequestRejected       the back office refused the request itself (schema, HTTP 4xx)
-        └── BusinessRejection     the back office refused the business content (credit block, unknown material)
+        ├── BusinessRejection     the back office refused the business content (credit block, unknown material)
+        └── Unroutable            no queue is bound to some messages' routing keys; the rest of the batch was taken
 
 Every error raised at a connector's edge carries the system, the operation and the
 correlation id, and keeps the library's original exception as ``__cause__``.
@@ -106,6 +107,26 @@ class BusinessRejection(PermanentError):
         self.value = value
 
 
+class Unroutable(PermanentError):
+    """A transport took every message of a published batch except ``message_ids``: no queue is bound to them.
+
+    Raised only once every other message of the batch is durably taken (so the caller marks those
+    done and must not publish them again); publishing the named ones again fails the same way until
+    a queue is bound to their routing key. ``message_ids`` keeps the batch's order, each id once.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        message_ids: tuple[str, ...],
+        system: str | None = None,
+        operation: str | None = None,
+    ) -> None:
+        super().__init__(message, system=system, operation=operation)
+        self.message_ids = message_ids
+
+
 __all__ = [
     "BackOfficeUnavailable",
     "BusinessRejection",
@@ -117,4 +138,5 @@ __all__ = [
     "RequestRejected",
     "TransientError",
     "TransportError",
+    "Unroutable",
 ]

@@ -19,6 +19,8 @@ from types import TracebackType
 
 import structlog
 
+from canonical_model.errors import Unroutable
+
 log = structlog.get_logger(__name__)
 
 HeaderValue = str | int
@@ -79,6 +81,31 @@ class OutgoingMessage:
     content_type: str = "application/cloudevents+json"
 
 
+#: how many distinct routing keys an ``Unroutable`` message names, and how many characters of each
+_UNROUTABLE_KEYS_SHOWN = 5
+_ROUTING_KEY_SHOWN = 255
+
+
+def unroutable(messages: Sequence[OutgoingMessage], *, exchange: str, system: str) -> Unroutable:
+    """The error a transport raises for the ``messages`` of a batch that no queue is bound to.
+
+    The text names the exchange and at most five routing keys (each cut to 255 characters, marked
+    with "..."), so it stays small whatever the batch; ``message_ids`` names every message, once each.
+    """
+    keys = list(dict.fromkeys(m.routing_key for m in messages))
+    shown = [k if len(k) <= _ROUTING_KEY_SHOWN else k[:_ROUTING_KEY_SHOWN] + "..." for k in keys]
+    listed = ", ".join(repr(k) for k in shown[:_UNROUTABLE_KEYS_SHOWN])
+    if len(keys) > _UNROUTABLE_KEYS_SHOWN:
+        listed += f" and {len(keys) - _UNROUTABLE_KEYS_SHOWN} more"
+    text = f"unroutable: no queue is bound on exchange {exchange!r} to routing key {listed}"
+    return Unroutable(
+        f"{text} ({len(messages)} message(s))",
+        message_ids=tuple(dict.fromkeys(m.message_id for m in messages)),
+        system=system,
+        operation="publish",
+    )
+
+
 class Delivery(ABC):
     """A message handed to a consumer. Exactly one of ack / requeue / dead_letter must be called."""
 
@@ -136,8 +163,11 @@ class Transport(ABC):
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Publish to the topology's exchange; returns only once every message is durably taken.
 
-        Raises ``TransportError`` if any message was not confirmed; the caller then publishes
-        them all again (consumers are idempotent).
+        Raises ``Unroutable`` (a ``PermanentError``) naming the messages that no queue is bound to,
+        once every *other* message of the batch is durably taken: the caller marks those done and
+        keeps the named ones aside (publishing them again fails the same way until a route is bound).
+        Raises ``TransportError`` if any message was not confirmed (or the connection was lost);
+        the caller then publishes them all again (consumers are idempotent).
         """
 
     @abstractmethod
@@ -191,4 +221,5 @@ __all__ = [
     "Transport",
     "dead_letter_headers",
     "dispatch",
+    "unroutable",
 ]

@@ -7,11 +7,15 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from esb.config import ConfigError, EsbSettings, load_settings
 from esb.logging import configure_logging
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 def _settings(ctx: click.Context) -> EsbSettings:
@@ -101,6 +105,60 @@ def schemas(directory: Path) -> None:
 def config(ctx: click.Context) -> None:
     """Print the effective configuration (secrets masked)."""
     click.echo(json.dumps(_settings(ctx).model_dump(mode="json"), indent=2))
+
+
+@cli.group()
+def outbox() -> None:
+    """Outbox events kept aside (parked) because no route was bound to their event type."""
+
+
+def _outbox_sessions(ctx: click.Context) -> sessionmaker[Session]:
+    """Sessions on the configured CRM database, migrated as the worker does."""
+    from crm_core.db import create_db_engine, session_factory
+    from crm_core.migrate import upgrade
+
+    settings = _settings(ctx)
+    assert settings.database_url is not None
+    engine = create_db_engine(settings.database_url)
+    upgrade(engine)
+    return session_factory(engine)
+
+
+@outbox.command("parked")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000), help="At most this many.")
+@click.pass_context
+def outbox_parked(ctx: click.Context, limit: int) -> None:
+    """List parked events, oldest first: message id, event type, parked at, reason (tab-separated)."""
+    from crm_core.outbox import parked_events
+
+    parked = parked_events(_outbox_sessions(ctx), limit=limit)
+    for event in parked:
+        click.echo(f"{event.message_id}\t{event.event_type}\t{event.parked_at.isoformat()}\t{event.reason}")
+    click.echo(f"{len(parked)} parked event(s)", err=True)
+
+
+@outbox.command("release")
+@click.argument("message_ids", nargs=-1)
+@click.option("--all", "release_all", is_flag=True, help="Release every parked event.")
+@click.pass_context
+def outbox_release(ctx: click.Context, message_ids: tuple[str, ...], release_all: bool) -> None:
+    """Make parked events pending again (bind a route to their type first); the relay publishes them next."""
+    from crm_core.outbox import parked_events, release_parked
+
+    if release_all == bool(message_ids):
+        raise click.UsageError("give the message ids to release, or --all")
+    sessions = _outbox_sessions(ctx)
+    if release_all:
+        click.echo(f"released {release_parked(sessions)} parked event(s)")
+        return
+    parked = {event.message_id for event in parked_events(sessions, limit=100_000)}
+    unknown = [message_id for message_id in message_ids if message_id not in parked]
+    click.echo(f"released {release_parked(sessions, list(message_ids))} parked event(s)")
+    if unknown:
+        # ids typed by an operator: bounded before they are echoed
+        shown = ", ".join(m if len(m) <= 64 else m[:64] + "...[truncated]" for m in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise click.ClickException(f"not parked: {shown}{more}")
 
 
 def main() -> None:

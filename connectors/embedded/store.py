@@ -15,7 +15,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from canonical_model.errors import TransportError
-from connectors.base import DELIVERY_LIMIT_EXCEEDED, HeaderValue, OutgoingMessage, Topology, dead_letter_headers
+from connectors.base import (
+    DELIVERY_LIMIT_EXCEEDED,
+    HeaderValue,
+    OutgoingMessage,
+    Topology,
+    dead_letter_headers,
+    unroutable,
+)
 from connectors.embedded.database import READ_ONLY
 from connectors.embedded.routing import route
 from connectors.embedded.schema import bindings, exchanges, messages, metadata, queues
@@ -146,17 +153,19 @@ class Store:
     # -- publish
 
     def publish(self, exchange: str, batch: Sequence[OutgoingMessage]) -> None:
-        """All of ``batch`` or nothing, durable when this returns."""
+        """Every routable message of ``batch`` or none, durable when this returns.
+
+        Raises ``Unroutable`` naming the messages no queue is bound to, after the others committed.
+        """
         now = time.time()
+        unrouted: list[OutgoingMessage] = []
         with self._transaction("publish") as conn:
             kind, links = self._exchange(conn, exchange, "publish")
             rows: list[dict[str, Any]] = []
             for message in batch:
                 targets = route(kind, links, message.routing_key)
                 if not targets:
-                    raise transport_error(
-                        f"unroutable: exchange {exchange!r} routing key {message.routing_key!r}", "publish"
-                    )
+                    unrouted.append(message)
                 for queue in targets:
                     rows.append(
                         {
@@ -172,6 +181,8 @@ class Store:
                     )
             if rows:
                 conn.execute(insert(messages), rows)
+        if unrouted:  # raised after the commit: the routable ones are taken, as on RabbitMQ
+            raise unroutable(unrouted, exchange=exchange, system=SYSTEM)
 
     @staticmethod
     def _exchange(conn: Connection, exchange: str, operation: str) -> tuple[str, list[tuple[str, str]]]:

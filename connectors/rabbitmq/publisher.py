@@ -9,7 +9,9 @@ going, and the batches of every calling thread (routes, relay) share one confirm
 
 Callers never touch pika: they hand a batch over with ``add_callback_threadsafe`` (the only pika
 call that is safe from another thread) and wait for the batch's event. A batch fails as a whole
-(nack, unroutable, connection lost, timeout): the caller publishes it all again.
+(nack, connection lost, timeout): the caller publishes it all again. Unroutable messages do not
+fail it: the broker returns each (``mandatory``) before confirming it, so the batch collects the
+returned ones and, once every message is confirmed, ``publish`` raises ``Unroutable`` naming them.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import pika.exceptions
 import pika.spec
 import structlog
 
-from connectors.base import OutgoingMessage
-from connectors.rabbitmq.errors import transport_error
+from connectors.base import OutgoingMessage, unroutable
+from connectors.rabbitmq.errors import SYSTEM, transport_error
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +44,8 @@ class _Batch:
     messages: Sequence[OutgoingMessage]
     sent: int = 0
     unconfirmed: int = 0
+    #: indexes into ``messages`` of those the broker returned as unroutable
+    returned: list[int] = field(default_factory=list)
     error: str | None = None
     cause: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -77,7 +81,10 @@ class _Link:
         # the I/O thread's own state
         self._channel: Any = None
         self._pending: deque[_Batch] = deque()
-        self._inflight: dict[int, tuple[_Batch, str]] = {}
+        #: delivery tag -> (batch, index of the message in the batch), in tag order
+        self._inflight: dict[int, tuple[_Batch, int]] = {}
+        #: tags in flight whose message the broker returned; their confirm is still to come
+        self._returned: set[int] = set()
         self._next_tag = 1
         self._thread = threading.Thread(target=self._run, name="rabbitmq-publisher", daemon=True)
 
@@ -181,7 +188,7 @@ class _Link:
                 self._channel.basic_publish(
                     batch.exchange, message.routing_key, message.body, properties(message), mandatory=True
                 )
-                self._inflight[self._next_tag] = (batch, message.message_id)
+                self._inflight[self._next_tag] = (batch, batch.sent)
                 self._next_tag += 1
                 batch.sent += 1
                 batch.unconfirmed += 1
@@ -204,24 +211,36 @@ class _Link:
         else:
             tags = [method.delivery_tag] if method.delivery_tag in self._inflight else []
         for tag in tags:
-            batch, message_id = self._inflight.pop(tag)
+            batch, index = self._inflight.pop(tag)
+            self._returned.discard(tag)
             batch.unconfirmed -= 1
             if not acked:
-                self._finish(batch, f"broker refused message {message_id} (basic.nack)")
+                self._finish(batch, f"broker refused message {batch.messages[index].message_id} (basic.nack)")
             elif batch.unconfirmed == 0 and batch.sent == len(batch.messages):
                 self._finish(batch, None)
         self._pump()
 
     def _on_return(self, _channel: Any, method: Any, props: Any, _body: bytes) -> None:
-        # A basic.return comes before the confirm of the same message. Match it by message id;
-        # if none matches, fail every batch in flight (they are published again: duplicates are fine).
+        # A basic.return comes before the confirm of the same message, and a channel returns in
+        # publishing order: the message is the oldest one in flight, not yet returned, with this
+        # exchange, routing key and message id. Its batch notes it and waits for the confirm.
+        for tag, (batch, index) in self._inflight.items():
+            message = batch.messages[index]
+            if (
+                tag not in self._returned
+                and message.message_id == props.message_id
+                and message.routing_key == method.routing_key
+                and batch.exchange == method.exchange
+            ):
+                self._returned.add(tag)
+                batch.returned.append(index)
+                return
+        # Not ours to tell apart: fail every batch in flight (published again: duplicates are fine).
         reason = (
             f"unroutable: exchange {method.exchange!r} routing key {method.routing_key!r} "
             f"({method.reply_code} {method.reply_text})"
         )
-        inflight = list(self._inflight.values())
-        batches = {batch for batch, message_id in inflight if message_id == props.message_id}
-        for batch in batches or {batch for batch, _ in inflight}:
+        for batch in {batch for batch, _ in self._inflight.values()}:
             self._finish(batch, reason)
 
     def _finish(self, batch: _Batch, error: str | None, cause: BaseException | None = None) -> None:
@@ -242,6 +261,7 @@ class _Link:
             self._finish(batch, reason, cause)
         self._pending.clear()
         self._inflight.clear()
+        self._returned.clear()
         self._ready.set()
 
 
@@ -281,6 +301,8 @@ class ConfirmingPublisher:
             raise transport_error(f"{len(messages)} messages not confirmed within {self._timeout}s", "publish")
         if batch.error is not None:
             raise transport_error(batch.error, "publish") from batch.cause
+        if batch.returned:  # every message is confirmed: all but these reached a queue
+            raise unroutable([messages[i] for i in sorted(batch.returned)], exchange=exchange, system=SYSTEM)
 
     def _current_link(self) -> _Link:
         with self._lock:

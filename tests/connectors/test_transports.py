@@ -33,7 +33,7 @@ import pika.exceptions
 import pytest
 
 from canonical_model.envelope import Envelope
-from canonical_model.errors import TransportError
+from canonical_model.errors import TransportError, Unroutable
 from canonical_model.order import OrderLine, SalesOrder
 from connectors.base import (
     DELIVERY_LIMIT_EXCEEDED,
@@ -196,10 +196,33 @@ class TransportContract:
     def test_unroutable_publish_raises_and_transport_still_works(
         self, transport: Transport, topology: Topology
     ) -> None:
-        with pytest.raises(TransportError, match="unroutable"):
+        with pytest.raises(Unroutable, match="unroutable") as raised:
             transport.publish([message("nobody.listens.here", b"x", "m-x")])
+        assert raised.value.message_ids == ("m-x",)
         transport.publish([message("order.placed", b"y", "m-y")])
         assert get_eventually(transport, self.orders(topology)).body == b"y"
+
+    def test_a_batch_names_its_unroutable_messages_and_takes_the_others(
+        self, transport: Transport, topology: Topology
+    ) -> None:
+        batch = [
+            message("customer.merged", b"a", "m-a"),
+            message("order.placed", b"b", "m-b"),
+            message("nobody.listens.here", b"c", "m-c"),
+            message("order.placed", b"d", "m-d"),
+        ]
+        with pytest.raises(Unroutable) as raised:
+            transport.publish(batch)
+        assert raised.value.message_ids == ("m-a", "m-c")
+        assert "'customer.merged'" in str(raised.value) and "'nobody.listens.here'" in str(raised.value)
+        # taken once each, before the error was raised
+        wait_for(lambda: transport.message_count(self.orders(topology)) == 2, "two messages in orders")
+        ids = []
+        while (delivery := transport.get(self.orders(topology))) is not None:
+            ids.append(delivery.message_id)
+            delivery.ack()
+        assert ids == ["m-b", "m-d"]
+        assert transport.message_count(topology.dead_letter_queue) == 0
 
     def test_requeue_counts_previous_deliveries(self, transport: Transport, topology: Topology) -> None:
         transport.publish([message("order.placed", b"again", "m-1")])
@@ -412,6 +435,57 @@ class TestRabbitMQTransport(TransportContract):
             queues = {queue["name"]: queue for queue in json.loads(listed)}
             assert queues[spec.name]["type"] == "quorum"
             assert queues[topology.dead_letter_queue]["type"] == "quorum"
+
+    def test_returns_are_told_apart_while_batches_interleave_in_a_small_confirm_window(
+        self, rabbitmq_url: str, transport: Transport, topology: Topology
+    ) -> None:
+        narrow = RabbitMQTransport(rabbitmq_url, confirm_window=3)
+        narrow.declare(topology)
+        named: dict[int, tuple[str, ...]] = {}
+
+        def publish(worker: int) -> None:
+            batch = [
+                message("nobody.listens.here" if i % 3 == 0 else "order.placed", b"x", f"w{worker}-{i}")
+                for i in range(30)
+            ]
+            try:
+                narrow.publish(batch)
+            except Unroutable as exc:
+                named[worker] = exc.message_ids
+
+        try:
+            threads = [threading.Thread(target=publish, args=(worker,)) for worker in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(WAIT)
+        finally:
+            narrow.close()
+        assert named == {w: tuple(f"w{w}-{i}" for i in range(0, 30, 3)) for w in range(3)}
+        assert transport.message_count(self.orders(topology)) == 60  # each routable message once
+
+    def test_a_batch_with_a_return_and_a_nack_fails_as_a_whole(
+        self, rabbitmq_url: str, transport: Transport, topology: Topology
+    ) -> None:
+        # A queue that holds one message and refuses more: the broker nacks the second order.full.
+        full = f"{topology.exchange}.full"
+        connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+        try:
+            channel = connection.channel()
+            channel.queue_declare(full, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+            channel.queue_bind(full, topology.exchange, routing_key="order.full")
+            batch = [
+                message("customer.merged", b"a", "m-a"),
+                message("order.full", b"b", "m-b"),
+                message("order.full", b"c", "m-c"),
+            ]
+            # a TransportError, not Unroutable: the caller marks nothing and publishes the whole batch again
+            with pytest.raises(TransportError, match=r"basic\.nack"):
+                transport.publish(batch)
+        finally:
+            with suppress(Exception):
+                connection.channel().queue_delete(full)
+            connection.close()
 
     def test_publisher_and_consumer_recover_from_a_lost_connection(self, rabbitmq_url: str, topology: Topology) -> None:
         broker = urlsplit(rabbitmq_url)
