@@ -6,8 +6,8 @@ MATNR, the reason and the record, bounded), logged at WARNING, counted in the re
 of its page and the cursor move on.
 
 Retrying a reject: the ERP has no read of one material by key (``ListMaterials`` reads them all,
-``GetMaterialsChangedSince`` only what changed after the cursor), so each run first maps the
-*stored* record again. That is the record's newest version we know: a newer one that syncs removes
+``GetMaterialsChangedSince`` only what changed after the cursor), so after the change feed each run
+maps the *stored* record again. That is the record's newest version we know: a newer one that syncs removes
 the reject, a newer one that fails replaces it. Two ways out of ``sync_rejects``, then: the ERP
 changes the material (it comes back in the change feed, newer, and wins), or our side changes (a
 value map learns the unit) and the stored record now maps.
@@ -63,27 +63,36 @@ class MaterialSyncResult:
 def sync_materials(
     crm: CrmService, erp: ErpClient, *, page_size: int = 500, mapping: Mapping | None = None
 ) -> MaterialSyncResult:
-    """Retry the records kept aside, then copy materials changed since the last run.
+    """Copy materials changed since the last run, then retry the records kept aside by earlier runs.
 
     Each page commits with its cursor and its rejects, so an interrupted sync resumes where it
-    stopped; at most ``page_size`` kept-aside records are retried per run, least recently tried
-    first. ``mapping`` defaults to the shipped ``erp_material``. ERP and database errors propagate
+    stopped. Then at most ``page_size`` kept-aside records the feed did not bring again are mapped
+    again from their stored record, least recently tried first. ``mapping`` defaults to the shipped ``erp_material``. ERP and database errors propagate
     (the caller retries the whole run later); a bad record never does.
     """
     mapping = mapping or load_mapping("erp_material")
-    written, rejected, recovered = _retry_rejects(crm, mapping, limit=page_size)
+    written = rejected = 0
+    seen: set[str] = set()  # keys the change feed brought in this run: their newest version was just tried
     while True:
         batch = erp.materials_changed_since(crm.cursor(CURSOR), max_rows=page_size)
         products, rejects = _map_records(mapping, batch.items)
         written += crm.apply_sync_page(SOURCE, products, rejects, cursor=batch.last_seq)
         rejected += len(rejects)
+        seen.update(product.id for product in products)
+        seen.update(reject.record_key for reject in rejects)
         log.info("materials synced", page=len(products), rejected=len(rejects), last_seq=batch.last_seq)
         if not batch.more:
-            return MaterialSyncResult(written=written, rejected=rejected, recovered=recovered)
+            break
+    # After the feed, not before: a newer version in the feed decides first, and is not undone by an older one.
+    retried_written, retried_rejected, recovered = _retry_rejects(crm, mapping, limit=page_size, skip=seen)
+    return MaterialSyncResult(
+        written=written + retried_written, rejected=rejected + retried_rejected, recovered=recovered
+    )
 
 
-def _retry_rejects(crm: CrmService, mapping: Mapping, *, limit: int) -> tuple[int, int, int]:
-    kept = crm.sync_rejects(SOURCE, limit=limit)
+def _retry_rejects(crm: CrmService, mapping: Mapping, *, limit: int, skip: set[str]) -> tuple[int, int, int]:
+    # the ones tried in this run were seen last, so they sort last: asking for that many more is enough
+    kept = [r for r in crm.sync_rejects(SOURCE, limit=limit + len(skip)) if r.record_key not in skip][:limit]
     if not kept:
         return 0, 0, 0
     products, rejects = _map_records(mapping, [reject.record or {} for reject in kept], retry=True)
