@@ -33,11 +33,17 @@ def one_line(value: object) -> object:
 class NewAddress(Address):
     """An address as the CRM takes it: text in NFC (the canonical ``Address`` does that), one line each."""
 
+    # a canonical Address given as it is is read by its attributes (and checked like a dict)
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
     _one_line = field_validator("*")(one_line)
 
 
 class NewContact(Contact):
     """A contact as the CRM takes it: text in NFC, one line each."""
+
+    # a canonical Contact given as it is is read by its attributes (and checked like a dict)
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
 
     _one_line = field_validator("*")(one_line)
 

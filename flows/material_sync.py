@@ -67,8 +67,9 @@ def sync_materials(
 
     Each page commits with its cursor and its rejects, so an interrupted sync resumes where it
     stopped. Then at most ``page_size`` kept-aside records the feed did not bring again are mapped
-    again from their stored record, least recently tried first. ``mapping`` defaults to the shipped ``erp_material``. ERP and database errors propagate
-    (the caller retries the whole run later); a bad record never does.
+    again from their stored record, least recently tried first. ``mapping`` defaults to the shipped
+    ``erp_material``. ERP and database errors propagate (the caller retries the whole run later);
+    a bad record never does.
     """
     mapping = mapping or load_mapping("erp_material")
     written = rejected = 0

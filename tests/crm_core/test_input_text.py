@@ -84,3 +84,18 @@ def test_the_crm_keeps_text_in_nfc(crm_sessions: sessionmaker[Session]) -> None:
     stored = crm.get_customer(created.id)
     assert stored.name == "M\u00fcller Maschinenbau GmbH"
     assert stored.addresses[0].city == "K\u00f6ln"
+
+
+def test_canonical_addresses_and_contacts_given_as_objects_are_checked_alike() -> None:
+    from canonical_model.party import Address, Contact
+
+    good = NewCustomer(
+        name="Nordlicht Technik GmbH",
+        addresses=[Address(street="Hafenstr. 5", city="Kiel", postal_code="24103", country="DE")],  # type: ignore[list-item]
+        contacts=[Contact(name="Jens Hansen")],  # type: ignore[list-item]
+    )
+    assert good.addresses[0].city == "Kiel" and good.contacts[0].name == "Jens Hansen"
+    bad = Address(street="Hafenstr.\x0b5", city="Kiel", postal_code="24103", country="DE")
+    with pytest.raises(ValidationError) as caught:
+        NewCustomer(name="Nordlicht Technik GmbH", addresses=[bad])  # type: ignore[list-item]
+    assert caught.value.errors()[0]["loc"] == ("addresses", 0, "street")
