@@ -76,7 +76,7 @@ def sync_materials(
     seen: set[str] = set()  # keys the change feed brought in this run: their newest version was just tried
     while True:
         batch = erp.materials_changed_since(crm.cursor(CURSOR), max_rows=page_size)
-        products, rejects = _map_records(mapping, batch.items)
+        products, rejects = _map_records(mapping, [(item, None) for item in batch.items])
         written += crm.apply_sync_page(SOURCE, products, rejects, cursor=batch.last_seq)
         rejected += len(rejects)
         seen.update(product.id for product in products)
@@ -96,7 +96,7 @@ def _retry_rejects(crm: CrmService, mapping: Mapping, *, limit: int, skip: set[s
     kept = [r for r in crm.sync_rejects(SOURCE, limit=limit + len(skip)) if r.record_key not in skip][:limit]
     if not kept:
         return 0, 0, 0
-    products, rejects = _map_records(mapping, [reject.record or {} for reject in kept], retry=True)
+    products, rejects = _map_records(mapping, [(reject.record or {}, reject.record_key) for reject in kept])
     written = crm.apply_sync_page(SOURCE, products, rejects)
     if products:
         log.info("kept-aside materials synced", keys=[clip(p.id, _KEY_LIMIT) for p in products])
@@ -104,23 +104,26 @@ def _retry_rejects(crm: CrmService, mapping: Mapping, *, limit: int, skip: set[s
 
 
 def _map_records(
-    mapping: Mapping, records: list[dict[str, Any]], *, retry: bool = False
+    mapping: Mapping, records: list[tuple[dict[str, Any], str | None]]
 ) -> tuple[list[Product], list[NewSyncReject]]:
+    """Map ``(record, kept-aside key or None)`` pairs: products, and rejects for the rest."""
     products: list[Product] = []
     rejects: list[NewSyncReject] = []
-    for record in records:
+    for record, kept_key in records:
         try:
             products.append(Product.model_validate(mapping.to_canonical(record)))
         except MappingError as exc:
-            rejects.append(_reject(record, str(exc), retry=retry))
+            rejects.append(_reject(record, kept_key, str(exc)))
         except ValidationError as exc:
-            rejects.append(_reject(record, _validation_reason(exc), retry=retry))
+            rejects.append(_reject(record, kept_key, _validation_reason(exc)))
     return products, rejects
 
 
-def _reject(record: dict[str, Any], reason: str, *, retry: bool) -> NewSyncReject:
-    key = _key(record)
+def _reject(record: dict[str, Any], kept_key: str | None, reason: str) -> NewSyncReject:
+    # a kept record keeps its key: the stored copy is clipped, a key computed from it could differ
+    key = kept_key or _key(record)
     reason = clip(reason, _REASON_LIMIT)
+    retry = kept_key is not None
     message = "kept-aside material still refused" if retry else "material refused; kept aside for the next sync"
     log.warning(message, source=SOURCE, key=key, reason=reason)
     return NewSyncReject(record_key=key, reason=reason, record=_bounded(record))
