@@ -20,6 +20,8 @@ correlation id, and keeps the library's original exception as ``__cause__``.
 
 from __future__ import annotations
 
+from canonical_model.text import shown
+
 
 class EsbError(Exception):
     """Base of every error crm-esb raises on purpose."""
@@ -76,7 +78,8 @@ class MappingError(PermanentError):
         self.reason = reason
         self.mapping = mapping
         prefix = f"mapping {mapping}: " if mapping else ""
-        super().__init__(f"{prefix}{path}={value!r}: {reason}")
+        # the value as repr (control characters escaped), clipped: it goes into reasons and logs
+        super().__init__(f"{prefix}{path}={shown(value)}: {reason}")
 
 
 class RequestRejected(PermanentError):

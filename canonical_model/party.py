@@ -7,26 +7,26 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from canonical_model.types import CountryCode, CurrencyCode
+from canonical_model.types import CountryCode, CurrencyCode, Text
 
 
 class Address(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["billing", "shipping", "registered"] = "billing"
-    street: str = Field(min_length=1, max_length=60)
-    city: str = Field(min_length=1, max_length=40)
-    postal_code: str = Field(min_length=1, max_length=10)
+    street: Text = Field(min_length=1, max_length=60)
+    city: Text = Field(min_length=1, max_length=40)
+    postal_code: Text = Field(min_length=1, max_length=10)
     country: CountryCode
 
 
 class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=80)
+    name: Text = Field(min_length=1, max_length=80)
     email: EmailStr | None = None
-    phone: str | None = Field(default=None, max_length=30)
-    role: str | None = Field(default=None, max_length=40)
+    phone: Text | None = Field(default=None, max_length=30)
+    role: Text | None = Field(default=None, max_length=40)
 
 
 class Customer(BaseModel):
@@ -35,10 +35,10 @@ class Customer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=40)
-    name: str = Field(min_length=1, max_length=35)
-    tax_id: str | None = Field(default=None, max_length=20, description="VAT id / unified social credit code")
+    name: Text = Field(min_length=1, max_length=35)
+    tax_id: Text | None = Field(default=None, max_length=20, description="VAT id / unified social credit code")
     email: EmailStr | None = None
-    phone: str | None = Field(default=None, max_length=30)
+    phone: Text | None = Field(default=None, max_length=30)
     currency: CurrencyCode = "EUR"
     credit_limit: Decimal = Field(default=Decimal("0"), ge=0, max_digits=15, decimal_places=2)
     payment_terms_days: int = Field(default=30, ge=0, le=365)

@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from canonical_model.order import OrderStatus
 from canonical_model.party import Address, Contact
-from canonical_model.types import CurrencyCode, Money, Quantity, UnitCode
+from canonical_model.text import control_char, describe_char, shown
+from canonical_model.types import CurrencyCode, Money, Quantity, Text, UnitCode
+
+
+def one_line(value: object) -> object:
+    """Refuse a text with a control character (C0, DEL, C1) or one XML 1.0 cannot carry.
+
+    No back office takes them in a name, an address or a code; refused here, at the CRM's input,
+    they never reach a message. Raises ValueError (pydantic adds the field's location) with the
+    character's code point and position and the value shown escaped (``'Nordlicht\\x0bTechnik GmbH'``).
+    """
+    if isinstance(value, str):
+        found = control_char(value)
+        if found is not None:
+            raise ValueError(
+                f"contains the control character {describe_char(*found)}, which no back office accepts: {shown(value)}"
+            )
+    return value
+
+
+class NewAddress(Address):
+    """An address as the CRM takes it: text in NFC (the canonical ``Address`` does that), one line each."""
+
+    # a canonical Address given as it is is read by its attributes (and checked like a dict)
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    _one_line = field_validator("*")(one_line)
+
+
+class NewContact(Contact):
+    """A contact as the CRM takes it: text in NFC, one line each."""
+
+    # a canonical Contact given as it is is read by its attributes (and checked like a dict)
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    _one_line = field_validator("*")(one_line)
 
 
 class NewCustomer(BaseModel):
@@ -17,15 +53,17 @@ class NewCustomer(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=35)
-    tax_id: str | None = Field(default=None, max_length=20)
+    name: Text = Field(min_length=1, max_length=35)
+    tax_id: Text | None = Field(default=None, max_length=20)
     email: EmailStr | None = None
-    phone: str | None = Field(default=None, max_length=30)
+    phone: Text | None = Field(default=None, max_length=30)
     currency: CurrencyCode = "EUR"
     credit_limit: Money = Decimal("0")
     payment_terms_days: int = Field(default=30, ge=0, le=365)
-    addresses: list[Address] = Field(min_length=1)
-    contacts: list[Contact] = Field(default_factory=list)
+    addresses: list[NewAddress] = Field(min_length=1)
+    contacts: list[NewContact] = Field(default_factory=list)
+
+    _one_line = field_validator("*")(one_line)
 
 
 class NewOrderLine(BaseModel):
@@ -38,6 +76,8 @@ class NewOrderLine(BaseModel):
     unit: UnitCode | None = None
     unit_price: Money | None = None
 
+    _one_line = field_validator("*")(one_line)
+
 
 class NewOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -46,6 +86,8 @@ class NewOrder(BaseModel):
     currency: CurrencyCode | None = None
     order_date: date | None = None
     lines: list[NewOrderLine] = Field(min_length=1)
+
+    _one_line = field_validator("*")(one_line)
 
 
 class OrderView(BaseModel):
@@ -68,4 +110,38 @@ class OrderView(BaseModel):
     net_value_mismatch: bool = False
 
 
-__all__ = ["NewCustomer", "NewOrder", "NewOrderLine", "OrderView"]
+class NewSyncReject(BaseModel):
+    """A record an incremental pull could not take, as the pull hands it over (already bounded)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the record's key in the source system, e.g. the MATNR
+    record_key: str = Field(min_length=1, max_length=80)
+    reason: str = Field(min_length=1, max_length=2000)
+    #: the record as the source sent it, JSON-able and bounded (the pull maps it again on its next run)
+    record: dict[str, Any]
+
+
+class SyncRejectView(BaseModel):
+    """A record kept aside by a pull: where from, which, why, how often tried, since when."""
+
+    source: str
+    record_key: str
+    reason: str
+    record: dict[str, Any] | None
+    attempts: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+__all__ = [
+    "NewAddress",
+    "NewContact",
+    "NewCustomer",
+    "NewOrder",
+    "NewOrderLine",
+    "NewSyncReject",
+    "OrderView",
+    "SyncRejectView",
+    "one_line",
+]

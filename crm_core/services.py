@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -27,10 +27,11 @@ from crm_core.models import (
     ProcessedMessage,
     ProductRow,
     SyncCursor,
+    SyncReject,
     utcnow,
 )
 from crm_core.outbox import add_event
-from crm_core.schemas import NewCustomer, NewOrder, OrderView
+from crm_core.schemas import NewCustomer, NewOrder, NewSyncReject, OrderView, SyncRejectView
 
 SOURCE = "/crm"
 
@@ -126,6 +127,84 @@ class CrmService:
             if cursor is not None:
                 self._set_cursor(session, *cursor)
         return count
+
+    def apply_sync_page(
+        self,
+        source: str,
+        products: Sequence[Product],
+        rejects: Sequence[NewSyncReject],
+        *,
+        cursor: int | None = None,
+    ) -> int:
+        """One page of a pull, in one transaction; returns how many products were written.
+
+        ``products`` are written and any reject of theirs under ``source`` (keyed by product id) is
+        removed: the record synced. ``rejects`` are kept aside: a new key starts at 1 attempt, a known
+        one counts one more and keeps the newest reason and record. With ``cursor`` the pull's
+        position (``source``) moves with them, so a bad record never holds the cursor back.
+        """
+        with self._sessions() as session, session.begin():
+            for product in products:
+                self._upsert_product(session, product)
+            if products:
+                session.execute(
+                    delete(SyncReject).where(
+                        SyncReject.source == source, SyncReject.record_key.in_([p.id for p in products])
+                    )
+                )
+            for reject in rejects:
+                row = session.get(SyncReject, (source, reject.record_key))
+                if row is None:
+                    session.add(
+                        SyncReject(
+                            source=source,
+                            record_key=reject.record_key,
+                            reason=reject.reason,
+                            record=reject.record,
+                            attempts=1,
+                        )
+                    )
+                else:
+                    row.reason = reject.reason
+                    row.record = reject.record
+                    row.attempts += 1
+                    row.last_seen = utcnow()
+            if cursor is not None:
+                self._set_cursor(session, source, cursor)
+        return len(products)
+
+    def sync_rejects(self, source: str | None = None, *, limit: int | None = None) -> list[SyncRejectView]:
+        """Records kept aside by pulls (of ``source`` only, if given), least recently tried first."""
+        with self._sessions() as session:
+            query = select(SyncReject).order_by(SyncReject.last_seen, SyncReject.source, SyncReject.record_key)
+            if source is not None:
+                query = query.where(SyncReject.source == source)
+            if limit is not None:
+                query = query.limit(limit)
+            return [
+                SyncRejectView(
+                    source=row.source,
+                    record_key=row.record_key,
+                    reason=row.reason,
+                    record=row.record,
+                    attempts=row.attempts,
+                    first_seen=row.first_seen,
+                    last_seen=row.last_seen,
+                )
+                for row in session.scalars(query)
+            ]
+
+    @staticmethod
+    def _upsert_product(session: Session, product: Product) -> None:
+        row = session.get(ProductRow, product.id)
+        if row is None:
+            row = ProductRow(id=product.id)
+            session.add(row)
+        row.name = product.name
+        row.unit = product.unit
+        row.list_price = product.list_price
+        row.currency = product.currency
+        row.active = product.active
 
     def list_products(self) -> list[Product]:
         with self._sessions() as session:

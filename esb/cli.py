@@ -62,7 +62,7 @@ def worker(ctx: click.Context) -> None:
     settings = _settings(ctx)
     with Application(settings) as app:
         try:
-            click.echo(f"material master: {sync_materials(app.crm, app.erp)} products synced", err=True)
+            click.echo(f"material master: {sync_materials(app.crm, app.erp)}", err=True)
         except Exception as exc:  # the worker still starts; the periodic sync retries
             click.echo(f"material sync failed, will retry: {exc}", err=True)
         running = Worker(app).start()

@@ -162,7 +162,7 @@ def run_demo(settings: EsbSettings, *, out: TextIO = sys.stdout, timeout: float 
         )
         with Application(settings) as app, Worker(app):
             products = sync_materials(app.crm, app.erp)
-            say(f"material master synced: {products} products in the CRM catalogue")
+            say(f"material master synced: {products}")
             order_ids = place_demo_orders(app.crm)
             say(f"placed {len(order_ids)} orders for {len(DEMO_CUSTOMERS)} new customers; waiting for the ERP ...")
             views = wait_for_outcomes(

@@ -49,9 +49,20 @@ class Worker:
         # The first pull is the caller's (esb worker / esb demo do it before starting), so wait first.
         while not self._stop.wait(interval):
             try:
-                sync_materials(self._app.crm, self._app.erp)
+                result = sync_materials(self._app.crm, self._app.erp)
             except Exception as exc:  # the ERP being down must not stop the worker
                 log.warning("material sync failed", error=str(exc))
+                continue
+            if result.rejected:
+                # each record was logged with its key and reason; CrmService.sync_rejects() lists them
+                log.warning(
+                    "material sync kept records aside",
+                    written=result.written,
+                    rejected=result.rejected,
+                    recovered=result.recovered,
+                )
+            else:
+                log.info("material sync done", written=result.written, recovered=result.recovered)
 
     def _spawn(self, name: str, loop: Callable[[], None]) -> None:
         def supervised() -> None:

@@ -68,6 +68,10 @@ class Definition:
     system: str
     system_root: FieldPath | None
     rules: tuple[Rule, ...]
+    #: the system's records travel as XML 1.0: text it cannot carry is refused on the way out
+    xml: bool = False
+    #: the system pads text fields with blanks to their width: trimmed on the way in
+    fixed_width: bool = False
 
 
 class ValueMapSource(Protocol):
@@ -76,7 +80,8 @@ class ValueMapSource(Protocol):
     def value_map_names(self) -> list[str]: ...
 
 
-_TOP_KEYS = ("name", "description", "model", "system", "system_root", "fields")
+_TOP_KEYS = ("name", "description", "model", "system", "system_root", "system_format", "fixed_width", "fields")
+_FORMATS = ("xml", "json")
 _ENTRY_KEYS = (
     "canonical",
     "system",
@@ -111,6 +116,14 @@ def compile_definition(raw: object, *, name: str, source: str, value_maps: Value
         if not isinstance(value, str):
             raise MappingDefinitionError(source, key, "must be text")
     root = _path(raw.get("system_root"), source, "system_root") if raw.get("system_root") is not None else None
+    system_format = raw.get("system_format", "json")
+    if system_format not in _FORMATS:
+        raise MappingDefinitionError(
+            source, "system_format", f"must be one of {', '.join(_FORMATS)}, not {system_format!r}"
+        )
+    fixed_width = raw.get("fixed_width", False)
+    if not isinstance(fixed_width, bool):
+        raise MappingDefinitionError(source, "fixed_width", "must be true or false")
     entries = raw.get("fields")
     if not isinstance(entries, list) or not entries:
         raise MappingDefinitionError(source, "fields", "must be a non-empty list of entries")
@@ -124,6 +137,8 @@ def compile_definition(raw: object, *, name: str, source: str, value_maps: Value
         system=system,
         system_root=root,
         rules=rules,
+        xml=system_format == "xml",
+        fixed_width=fixed_width,
     )
 
 

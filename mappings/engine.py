@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from canonical_model.errors import MappingError
+from canonical_model.text import describe_char, xml_unsafe
 from mappings.convert import Rejected, upper, with_places
 from mappings.definition import Definition, Direction, Rule
 from mappings.paths import MISSING, ROOT, FieldPath, PathStructureError, Segment, format_path, read, write
@@ -31,6 +32,10 @@ class _Scope:
     system: str
     direction: Direction
     context: Context
+    #: refuse text XML 1.0 cannot carry on the way out (``system_format: xml``)
+    xml: bool = False
+    #: trim the blanks a fixed-width system pads its fields with, on the way in (``fixed_width: true``)
+    trim: bool = False
     canonical_at: FieldPath = ROOT
     system_at: FieldPath = ROOT
 
@@ -113,7 +118,15 @@ class Mapping:
     def _apply(self, data: object, direction: Direction, context: Context | None) -> dict[str, Any]:
         if not isinstance(data, MappingABC):
             raise TypeError(f"mapping {self.name} needs a dict (or a canonical model), not {type(data).__name__}")
-        scope = _Scope(self.name, self._definition.system, direction, context or {})
+        definition = self._definition
+        scope = _Scope(
+            self.name,
+            definition.system,
+            direction,
+            context or {},
+            xml=definition.xml and direction is Direction.TO_TARGET,
+            trim=definition.fixed_width and direction is Direction.TO_CANONICAL,
+        )
         return _apply_rules(self._definition.rules, data, scope)
 
 
@@ -133,6 +146,9 @@ def _map_value(rule: Rule, data: MappingABC[str, Any], scope: _Scope) -> Any:
     if rule.constant is not MISSING:
         return rule.constant
     value = _read_source(rule, data, scope)
+    if scope.trim and isinstance(value, str):
+        # "KG " is the code KG in a 3-character field: padding is not part of any value
+        value = value.strip(" ")
     if _absent(value):
         if rule.default is not MISSING:
             if scope.direction is Direction.TO_CANONICAL:
@@ -143,7 +159,13 @@ def _map_value(rule: Rule, data: MappingABC[str, Any], scope: _Scope) -> Any:
             raise scope.missing(rule)
         else:
             return MISSING
-    return _step(rule, scope, value, _forward if scope.direction is Direction.TO_TARGET else _backward)
+    mapped = _step(rule, scope, value, _forward if scope.direction is Direction.TO_TARGET else _backward)
+    if scope.xml and isinstance(mapped, str):
+        unsafe = xml_unsafe(mapped)
+        if unsafe is not None:
+            # refused with its field, never dropped or replaced: the system would store other text
+            raise scope.error(rule, mapped, f"contains {describe_char(*unsafe)}, which XML 1.0 cannot carry")
+    return mapped
 
 
 def _read_source(rule: Rule, data: MappingABC[str, Any], scope: _Scope) -> Any:
