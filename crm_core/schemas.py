@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from canonical_model.order import OrderStatus
 from canonical_model.party import Address, Contact
-from canonical_model.types import CurrencyCode, Money, Quantity, UnitCode
+from canonical_model.types import BusinessDate, CurrencyCode, Money, Quantity, UnitCode
 
 
 class NewCustomer(BaseModel):
@@ -44,7 +43,7 @@ class NewOrder(BaseModel):
 
     customer_id: str
     currency: CurrencyCode | None = None
-    order_date: date | None = None
+    order_date: BusinessDate | None = None
     lines: list[NewOrderLine] = Field(min_length=1)
 
 
