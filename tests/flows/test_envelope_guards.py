@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from backoffice.erp.process import ErpServerProcess
 from canonical_model import OrderStatus
 from canonical_model.envelope import Envelope
-from canonical_model.errors import BusinessRejection
+from canonical_model.errors import BusinessRejection, InvalidMessage
+from canonical_model.order import SalesOrder
 from connectors.base import HEADER_ERROR_REASON, HEADER_ERROR_TYPE, Delivery, OutgoingMessage
 from crm_core.schemas import NewCustomer, NewOrder
 from esb.app import Application
@@ -30,6 +31,7 @@ from esb.demo import new_order
 from esb.worker import Worker
 from flows.erp_customer import ensure_erp_customer
 from flows.material_sync import sync_materials
+from flows.payloads import data_of
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +166,12 @@ def test_an_order_dated_9999_12_31_is_refused_everywhere(app: Application, erp_s
         "ERP-DATE-LATE-BUT-FINE", {"KUNNR": kunnr, "AUDAT": date(9999, 11, 1)}, [{"MATNR": "MAT-1002", "KWMENGE": "1"}]
     )
     assert accepted.created
+
+
+def test_an_oversized_key_in_an_orders_data_gives_a_short_reason() -> None:
+    line = {"product_id": "MAT-1002", "quantity": "1", "unit_price": "1.00"}
+    data = {"id": "SO-1", "customer_id": "C-1", "order_date": "2026-11-23", "lines": [line], "k" * 300_000: 1}
+    envelope = Envelope.new("order.placed", data, source="/partner")
+    with pytest.raises(InvalidMessage) as raised:
+        data_of(Envelope.from_bytes(envelope.to_bytes()), SalesOrder)
+    assert len(str(raised.value)) < 300 and "300000 characters" in str(raised.value)
