@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from canonical_model.types import CurrencyCode, Money, Quantity, UnitCode
+from canonical_model.types import BusinessDate, CurrencyCode, Money, Quantity, UnitCode
 
 CENT = Decimal("0.01")
 
@@ -53,7 +52,7 @@ class SalesOrder(BaseModel):
     id: str = Field(min_length=1, max_length=35)
     customer_id: str = Field(min_length=1, max_length=40)
     currency: CurrencyCode = "EUR"
-    order_date: date
+    order_date: BusinessDate
     lines: list[OrderLine] = Field(min_length=1)
     stated_total: Decimal | None = Field(default=None, validation_alias="total", exclude=True, repr=False)
 

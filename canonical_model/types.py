@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
@@ -20,5 +22,39 @@ def _nfc(value: object) -> object:
 
 #: free text (names, addresses): normalised to NFC before any length check, so equal text compares equal
 Text = Annotated[str, BeforeValidator(_nfc)]
-Money = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2)]
-Quantity = Annotated[Decimal, Field(gt=0, max_digits=13, decimal_places=3)]
+
+
+def _plain_decimal(value: object) -> object:
+    """Money and quantities from outside: a string in plain decimal notation (``-?digits[.digits]``,
+    what the models write and the JSON Schema says), an integer or a ``Decimal``; not a float with a
+    fraction (binary floating point cannot carry an exact amount), not exponent notation, spaces,
+    ``_`` or a ``+`` that ``Decimal()`` would take but the contract does not. Raises ``ValueError``."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    if isinstance(value, str) and not _PLAIN_DECIMAL.fullmatch(value):
+        raise ValueError("not a number in plain decimal notation (e.g. 1234.5)")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("a floating-point number cannot carry an exact amount: send it as a decimal string")
+    return value
+
+
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+PlainDecimal = BeforeValidator(_plain_decimal)
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2), PlainDecimal]
+Quantity = Annotated[Decimal, Field(gt=0, max_digits=13, decimal_places=3), PlainDecimal]
+
+#: the business calendar: a date outside it is a typo or an attack, never an order. Fixed, not relative
+#: to today, so that a message valid when sent stays valid when replayed; wide enough for any
+#: plausible history and plan, and far from the edge of Python's and the back offices' calendars
+#: (an ERP adds payment terms and delivery times to it).
+EARLIEST_BUSINESS_DATE = date(1900, 1, 1)
+LATEST_BUSINESS_DATE = date(2199, 12, 31)
+BusinessDate = Annotated[
+    date,
+    Field(
+        ge=EARLIEST_BUSINESS_DATE,
+        le=LATEST_BUSINESS_DATE,
+        description=f"a date of the business calendar, {EARLIEST_BUSINESS_DATE} to {LATEST_BUSINESS_DATE}",
+    ),
+]

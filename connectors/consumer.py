@@ -1,8 +1,10 @@
 """The one place where a delivery's fate is decided (after FastStream's ack policy).
 
 - the handler returns: ack;
-- the body is not a valid envelope, or the handler raises ``PermanentError``: dead letter
-  channel, with the reason and the error type in the headers;
+- the body is not a valid envelope, its type is not one the route is bound to (a publisher
+  that sent a ``customer.created`` with routing key ``order.placed``: checked before the handler
+  runs, so no handler acts on data its type does not promise), or the handler raises
+  ``PermanentError``: dead letter channel, with the reason and the error type in the headers;
 - the handler raises ``TransientError`` or anything unexpected: requeue, after a pause that
   grows with the delivery count (a back office that is down for a few seconds must not burn
   through the delivery limit in a few milliseconds); the queue's delivery limit dead-letters a
@@ -19,13 +21,14 @@ budgets below those limits.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from canonical_model.envelope import Envelope
-from canonical_model.errors import PermanentError, TransientError
+from canonical_model.errors import InvalidMessage, PermanentError, TransientError
 from connectors.base import Delivery, DeliveryHandler
+from connectors.embedded.routing import topic_matches
 
 log = structlog.get_logger(__name__)
 
@@ -45,10 +48,29 @@ def _requeue_later(delivery: Delivery, backoff: Backoff) -> None:
     delivery.requeue()
 
 
-def settle(delivery: Delivery, handler: EnvelopeHandler, backoff: Backoff = exponential_backoff) -> str:
-    """Parse the delivery, run the handler, settle the delivery; returns the outcome's name."""
+def check_type(envelope: Envelope, accepts: Sequence[str]) -> None:
+    """Raise ``InvalidMessage`` unless the envelope's type matches one of the topic patterns ``accepts``."""
+    if not any(topic_matches(pattern, envelope.type) for pattern in accepts):
+        # the type is bounded and patterned by the envelope, the bindings are ours: the reason stays short
+        raise InvalidMessage(
+            f"envelope {envelope.id} of type {envelope.type} does not match this route's bindings "
+            f"({', '.join(accepts)})"
+        )
+
+
+def settle(
+    delivery: Delivery,
+    handler: EnvelopeHandler,
+    backoff: Backoff = exponential_backoff,
+    *,
+    accepts: Sequence[str] | None = None,
+) -> str:
+    """Parse the delivery, check its type against ``accepts`` (topic patterns; ``None``: any type),
+    run the handler, settle the delivery; returns the outcome's name."""
     try:
         envelope = Envelope.from_bytes(delivery.body)
+        if accepts is not None:
+            check_type(envelope, accepts)
         handler(envelope)
     except PermanentError as exc:
         log.warning(
@@ -72,13 +94,16 @@ def settle(delivery: Delivery, handler: EnvelopeHandler, backoff: Backoff = expo
     return "acked"
 
 
-def envelope_consumer(handler: EnvelopeHandler, backoff: Backoff = exponential_backoff) -> DeliveryHandler:
-    """Adapt an envelope handler to the transport's delivery callback."""
+def envelope_consumer(
+    handler: EnvelopeHandler, backoff: Backoff = exponential_backoff, *, accepts: Sequence[str] | None = None
+) -> DeliveryHandler:
+    """Adapt an envelope handler to the transport's delivery callback; with ``accepts`` (the route's
+    bindings) an envelope of another type is dead-lettered before the handler sees it."""
 
     def on_delivery(delivery: Delivery) -> None:
-        settle(delivery, handler, backoff)
+        settle(delivery, handler, backoff, accepts=accepts)
 
     return on_delivery
 
 
-__all__ = ["Backoff", "EnvelopeHandler", "envelope_consumer", "exponential_backoff", "settle"]
+__all__ = ["Backoff", "EnvelopeHandler", "check_type", "envelope_consumer", "exponential_backoff", "settle"]

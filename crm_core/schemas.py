@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from canonical_model.order import OrderStatus
 from canonical_model.party import Address, Contact
 from canonical_model.text import control_char, describe_char, shown
-from canonical_model.types import CurrencyCode, Money, Quantity, Text, UnitCode
+from canonical_model.types import BusinessDate, CurrencyCode, Money, Quantity, Text, UnitCode
 
 
 def one_line(value: object) -> object:
@@ -84,7 +84,7 @@ class NewOrder(BaseModel):
 
     customer_id: str
     currency: CurrencyCode | None = None
-    order_date: date | None = None
+    order_date: BusinessDate | None = None
     lines: list[NewOrderLine] = Field(min_length=1)
 
     _one_line = field_validator("*")(one_line)

@@ -12,7 +12,6 @@ from types import TracebackType
 
 import structlog
 
-from connectors.consumer import envelope_consumer
 from esb.app import Application
 from flows.material_sync import sync_materials
 
@@ -31,7 +30,7 @@ class Worker:
         prefetch = app.settings.worker.prefetch
         for route in app.routes:
             queue = app.queue_of(route)
-            handler = envelope_consumer(route.handler)
+            handler = route.consumer()
 
             def consume(queue: str = queue, handler: Callable[..., None] = handler) -> None:
                 app.transport.consume(queue, handler, stop=self._stop, prefetch=prefetch)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from connectors.base import QueueSpec, Topology
-from connectors.consumer import EnvelopeHandler
+from connectors.base import DeliveryHandler, QueueSpec, Topology
+from connectors.consumer import EnvelopeHandler, envelope_consumer
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,11 @@ class Route:
     handler: EnvelopeHandler
     description: str
     delivery_limit: int = 5
+
+    def consumer(self) -> DeliveryHandler:
+        """The route as a transport's delivery callback: an envelope whose type matches none of the
+        route's bindings (topic patterns) is dead-lettered with the reason before the handler runs."""
+        return envelope_consumer(self.handler, accepts=self.bindings)
 
 
 def queue_name(namespace: str, route: Route) -> str:

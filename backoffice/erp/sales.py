@@ -182,13 +182,22 @@ def create(conn: Connection, request: Record) -> Record:
 def _bill(conn: Connection, aubel: str, kunnr: str, zterm: str, fkdat: date, netwr: Decimal, waers: str) -> None:
     """The reference ERP bills an order as soon as it is created: one invoice, due after the payment terms."""
     days = conn.execute(select(payment_terms.c.days).where(payment_terms.c.zterm == zterm)).scalar_one()
+    try:
+        zfbdt = fkdat + timedelta(days=int(days))
+    except OverflowError:  # a date the calendar can carry whose due date it cannot: the caller's data, not a crash
+        raise ErpFault(
+            faults.INVALID_DATA,
+            f"order date {fkdat} is too late: its due date after {days} days ({zterm}) is past the calendar",
+            field="HEADER.AUDAT",
+            value=fkdat,
+        ) from None
     conn.execute(
         insert(invoices).values(
             vbeln=next_document_number(conn, "VBELN_INVOICE"),
             aubel=aubel,
             kunnr=kunnr,
             fkdat=fkdat,
-            zfbdt=fkdat + timedelta(days=int(days)),
+            zfbdt=zfbdt,
             netwr=netwr,
             waers=waers,
             open_amount=netwr,

@@ -91,3 +91,34 @@ def test_transient_and_unexpected_errors_requeue_after_a_growing_pause(error: Ex
 
 def test_exponential_backoff_grows_and_is_capped() -> None:
     assert [exponential_backoff(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+# Issue 7, case 7: a route acts only on the types it is bound to (topic patterns, * one word, # any).
+
+
+@pytest.mark.parametrize(
+    ("kind", "accepts", "outcome"),
+    [
+        ("order.placed", ("order.placed",), "acked"),
+        ("customer.created", ("order.placed",), "dead_lettered"),
+        ("order.exploded", ("order.placed",), "dead_lettered"),
+        ("order.confirmed", ("order.confirmed", "order.rejected"), "acked"),
+        ("order.confirmed", ("order.*",), "acked"),
+        ("order.line.added", ("order.*",), "dead_lettered"),
+        ("order.line.added", ("order.#",), "acked"),
+        ("customer.created", ("#",), "acked"),
+    ],
+)
+def test_an_envelope_is_checked_against_the_routes_bindings_before_the_handler(
+    kind: str, accepts: tuple[str, ...], outcome: str
+) -> None:
+    handled: list[str] = []
+    delivery = RecordingDelivery(Envelope.new(kind, {"id": "SO-1"}, source="/crm").to_bytes())
+    assert settle(delivery, lambda envelope: handled.append(envelope.type), no_pause, accepts=accepts) == outcome
+    if outcome == "dead_lettered":
+        assert handled == [], "the handler never saw it"
+        _, reason, error_type = delivery.outcome
+        assert error_type == "InvalidMessage"
+        assert f"of type {kind} does not match this route's bindings ({', '.join(accepts)})" in reason
+    else:
+        assert handled == [kind]
