@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from backoffice.erp import limits
 from backoffice.erp.misbehaviour import FaultSettings
 from backoffice.erp.server import ServerOptions, configure_logging, serve
 
@@ -27,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--user", help="require HTTP basic auth with this user")
     run.add_argument("--password", help="... and this password (or $ERP_PASSWORD)")
     run.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    bounds = run.add_argument_group("request limits (beyond one: a soap:Client fault, before the request is parsed)")
+    bounds.add_argument("--max-body-bytes", type=int, default=limits.DEFAULT_MAX_BODY_BYTES, help="HTTP 413 beyond")
+    bounds.add_argument("--max-elements", type=int, default=limits.DEFAULT_MAX_ELEMENTS, help="elements per request")
+    bounds.add_argument("--max-depth", type=int, default=limits.DEFAULT_MAX_DEPTH, help="nesting depth")
+    bounds.add_argument(
+        "--max-attributes", type=int, default=limits.DEFAULT_MAX_ATTRIBUTES, help="attributes per element"
+    )
     return parser
 
 
@@ -38,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         faults = FaultSettings(args.fault_rate, args.latency_ms, args.outage)
+        request_limits = limits.RequestLimits(
+            max_body_bytes=args.max_body_bytes,
+            max_elements=args.max_elements,
+            max_depth=args.max_depth,
+            max_attributes=args.max_attributes,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -57,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             user=args.user,
             password=password,
             threads=args.threads,
+            limits=request_limits,
         )
     )
     return 0

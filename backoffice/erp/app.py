@@ -1,7 +1,9 @@
 """The ERP's WSGI application: the SOAP endpoint, its WSDL, health, and the admin endpoints.
 
 Routes (``base`` is http://host:port):
-    POST base/erp              SOAP 1.1 (dispatch by the Body's element; SOAPAction is not needed)
+    POST base/erp              SOAP 1.1 (dispatch by the Body's element; SOAPAction is not needed);
+                               Content-Type text/xml only (application/soap+xml: soap:VersionMismatch,
+                               anything else 415), body within max_body_bytes (413 beyond)
     GET  base/erp?wsdl         the WSDL, soap:address pointing at this server
     GET  base/health           200 while the process serves (even during an injected outage)
     GET|POST base/admin/faults injected misbehaviour (JSON)
@@ -25,9 +27,9 @@ import structlog
 from backoffice.erp import SERVICE_PATH, faults, soap
 from backoffice.erp.contract import Contract
 from backoffice.erp.faults import ErpFault
+from backoffice.erp.limits import RequestLimits
 from backoffice.erp.misbehaviour import Misbehaviour, Stats
 from backoffice.erp.service import ErpService
-from backoffice.erp.xmlsafe import MAX_BODY_BYTES
 
 log = structlog.get_logger(__name__)
 
@@ -38,10 +40,15 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
+    415: "Unsupported Media Type",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
 _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+#: SOAP 1.1 over HTTP (section 6.1.1): a request's media type; parameters (charset) are allowed
+SOAP_MEDIA_TYPE = "text/xml"
+#: SOAP 1.2's media type: such a request is answered soap:VersionMismatch, unread
+SOAP_12_MEDIA_TYPE = "application/soap+xml"
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,10 @@ class ErpApp:
         stats: Stats | None = None,
         credentials: tuple[str, str] | None = None,
         listen: tuple[str, int] | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         self.contract = contract
+        self.limits = limits or RequestLimits()
         self.service = service
         self.misbehaviour = misbehaviour or Misbehaviour()
         self.stats = stats or Stats()
@@ -145,13 +154,27 @@ class ErpApp:
         # listening on every interface: the address the caller used is the one that works for it
         return f"{scheme}://{environ.get('HTTP_HOST', 'localhost')}{SERVICE_PATH}"
 
+    def _refuse(self, status: int, code: str, text: str) -> Reply:
+        """A request refused before its body is read: counted as invalid, answered with a Client fault."""
+        self.stats.count("invalid")
+        log.info("refused", status=status, code=code)
+        return Reply(status, soap.fault(self.contract, ErpFault(code, text)), soap.CONTENT_TYPE)
+
     def _soap(self, environ: WSGIEnvironment) -> Reply:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length > MAX_BODY_BYTES:
+        media_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        if media_type == SOAP_12_MEDIA_TYPE:
             self.stats.count("invalid")
-            problem = ErpFault(faults.SCHEMA_INVALID, f"request body over {MAX_BODY_BYTES} bytes")
-            return Reply(413, soap.fault(self.contract, problem), soap.CONTENT_TYPE)
-        envelope = soap.read_envelope(self.contract, environ["wsgi.input"].read(length))
+            mismatch = soap.version_mismatch(f"a SOAP 1.2 request ({SOAP_12_MEDIA_TYPE})")
+            return Reply(500, soap.fault(self.contract, mismatch), soap.CONTENT_TYPE)
+        if media_type != SOAP_MEDIA_TYPE:
+            shown = soap.clip(media_type, 60) or "none"
+            text = f"a SOAP 1.1 request is {SOAP_MEDIA_TYPE}, this one is {shown}"
+            return self._refuse(415, faults.UNSUPPORTED_MEDIA_TYPE, text)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        limit = self.limits.max_body_bytes
+        if length > limit:
+            return self._refuse(413, faults.REQUEST_TOO_LARGE, f"request body over {limit} bytes (max_body_bytes)")
+        envelope = soap.read_envelope(self.contract, environ["wsgi.input"].read(length), self.limits)
         if envelope.operation is None:
             self.stats.count("invalid")
         else:
@@ -170,8 +193,8 @@ class ErpApp:
                 "fault",
                 operation=envelope.operation,
                 code=refusal.code,
-                field=refusal.field,
-                correlation_id=environ.get("HTTP_X_CORRELATION_ID"),
+                field=None if refusal.field is None else soap.clip(refusal.field, soap.MAX_FIELD_CHARS),
+                correlation_id=soap.clip(environ.get("HTTP_X_CORRELATION_ID") or "", 80) or None,
             )
             return Reply(500, soap.fault(self.contract, refusal), soap.CONTENT_TYPE)
         except Exception:

@@ -11,6 +11,12 @@ NOT_FOUND = "NOT_FOUND"
 CREDIT_BLOCK = "CREDIT_BLOCK"
 INVALID_DATA = "INVALID_DATA"
 SCHEMA_INVALID = "SCHEMA_INVALID"
+# Refused before the Body is read (docs/erp-service.md, "Request limits" and "Other faults").
+REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # HTTP 413
+REQUEST_TOO_COMPLEX = "REQUEST_TOO_COMPLEX"  # past max_elements, max_depth or max_attributes
+UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"  # HTTP 415: not text/xml
+VERSION_MISMATCH = "VERSION_MISMATCH"  # soap:VersionMismatch, no detail
+MUST_UNDERSTAND = "MUST_UNDERSTAND"  # soap:MustUnderstand, no detail
 # soap:Server codes: the ERP itself failed (or was told to).
 INTERNAL_ERROR = "INTERNAL_ERROR"
 INJECTED_FAULT = "INJECTED_FAULT"
@@ -38,11 +44,16 @@ __all__ = [
     "INJECTED_FAULT",
     "INTERNAL_ERROR",
     "INVALID_DATA",
+    "MUST_UNDERSTAND",
     "NOT_FOUND",
+    "REQUEST_TOO_COMPLEX",
+    "REQUEST_TOO_LARGE",
     "SCHEMA_INVALID",
     "UNKNOWN_COUNTRY",
     "UNKNOWN_CUSTOMER",
     "UNKNOWN_MATERIAL",
     "UNKNOWN_UNIT",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "VERSION_MISMATCH",
     "ErpFault",
 ]

@@ -2,7 +2,7 @@
 
 Typical use::
 
-    with ErpServerProcess(db_path=tmp / "erp.db", seed=True) as erp:
+    with ErpServerProcess(db_path=tmp / "erp.db", seed=True) as erp:  # limits=RequestLimits(...) to change them
         client = ErpClient(ErpSettings(url=erp.url))
         erp.set_faults(outage=True)
         erp.calls("CreateSalesOrder")
@@ -24,6 +24,7 @@ from typing import IO, Any
 import requests
 
 from backoffice.erp import SERVICE_PATH
+from backoffice.erp.limits import RequestLimits
 
 READY_PREFIX = "ERP listening on "
 
@@ -48,12 +49,16 @@ class ErpServerProcess:
         user: str | None = None,
         password: str | None = None,
         threads: int = 8,
+        limits: RequestLimits | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
         self.db_path = Path(db_path)
         self._args = [sys.executable, "-m", "backoffice.erp", "serve", "--host", host, "--port", str(port)]
         self._args += ["--db", str(self.db_path), "--threads", str(threads)]
         self._args += ["--fault-rate", str(fault_rate), "--latency-ms", str(latency_ms)]
+        if limits is not None:
+            self._args += ["--max-body-bytes", str(limits.max_body_bytes), "--max-elements", str(limits.max_elements)]
+            self._args += ["--max-depth", str(limits.max_depth), "--max-attributes", str(limits.max_attributes)]
         self._args += ["--seed"] if seed else []
         self._args += ["--outage"] if outage else []
         self._args += ["--user", user] if user else []

@@ -13,10 +13,10 @@ from waitress.server import create_server
 from backoffice.erp import SERVICE_PATH
 from backoffice.erp.app import ErpApp
 from backoffice.erp.contract import Contract
+from backoffice.erp.limits import RequestLimits
 from backoffice.erp.misbehaviour import FaultSettings, Misbehaviour
 from backoffice.erp.service import ErpService
 from backoffice.erp.store import ErpDatabase, create_schema, is_new, open_engine, seed_materials
-from backoffice.erp.xmlsafe import MAX_BODY_BYTES
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +31,8 @@ class ServerOptions:
     user: str | None = None
     password: str | None = None
     threads: int = 8
+    #: what one request may cost at most (body size, elements, depth, attributes per element)
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
 
 def configure_logging() -> None:
@@ -61,6 +63,7 @@ def build_app(options: ServerOptions) -> ErpApp:
         ErpService(ErpDatabase(engine)),
         misbehaviour=Misbehaviour(options.faults),
         credentials=credentials,
+        limits=options.limits,
     )
 
 
@@ -74,7 +77,8 @@ def serve(options: ServerOptions) -> None:
         threads=options.threads,
         ident="crm-esb-erp",
         # waitress buffers a whole body before the app sees it: refuse absurd ones already there
-        max_request_body_size=2 * MAX_BODY_BYTES,
+        # (up to twice the limit the app reads the size and answers 413 with a SOAP fault itself)
+        max_request_body_size=2 * options.limits.max_body_bytes,
     )
     # one host and port given: a single TCP server (the stubs only promise the union)
     host, port = str(getattr(server, "effective_host", options.host)), int(getattr(server, "effective_port", 0))

@@ -210,15 +210,11 @@ def test_a_refused_request_changes_nothing(erp: ErpServerProcess, session: reque
     [
         (b"this is not XML", "XML"),
         (b"<order><id>1</id></order>", "not a SOAP 1.1 envelope"),
-        (
-            b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body/></e:Envelope>',
-            "SOAP 1.2",
-        ),
         (envelope("<erp:DeleteEverything/>"), "not a request of this service"),
         (envelope("<erp:GetCustomer><KUNNR>1</KUNNR></erp:GetCustomer><erp:ListMaterials/>"), "exactly one"),
         (b"", "XML"),
     ],
-    ids=["not-xml", "not-an-envelope", "soap-1.2", "unknown-operation", "two-operations", "empty"],
+    ids=["not-xml", "not-an-envelope", "unknown-operation", "two-operations", "empty"],
 )
 def test_what_is_not_a_request_gets_a_client_fault(
     erp: ErpServerProcess, session: requests.Session, body: bytes, mentions: str
@@ -433,4 +429,94 @@ def test_oversized_body_is_refused_unread(erp: ErpServerProcess, session: reques
     body = envelope(f"<erp:GetCustomer><KUNNR>1</KUNNR></erp:GetCustomer><!-- {padding} -->")
     response = session.post(erp.url, data=body, headers=HEADERS, timeout=10)
     assert response.status_code == 413
-    assert "SCHEMA_INVALID" in response.text
+    assert "<CODE>REQUEST_TOO_LARGE</CODE>" in response.text
+
+
+# -- SOAP 1.1 conformance (issue 7, case 10) ------------------------------------------------------
+
+
+def envelope_fault(response: requests.Response) -> tuple[str | None, str | None, bool]:
+    """faultcode, faultstring and whether there is a ``detail`` element, of a SOAP 1.1 fault answer."""
+    assert response.status_code == 500, response.text
+    assert response.headers["Content-Type"].startswith("text/xml")
+    node = etree.fromstring(response.content).find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    assert node is not None, response.text
+    return node.findtext("faultcode"), node.findtext("faultstring"), node.find("detail") is not None
+
+
+SOAP_12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+SOAP_12_REQUEST = (
+    f'<e:Envelope xmlns:e="{SOAP_12_ENV}" xmlns:erp="{NS}"><e:Body><erp:ListMaterials/></e:Body></e:Envelope>'
+).encode()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/xml; charset=utf-8", "application/soap+xml; charset=utf-8"],
+    ids=["text-xml", "soap-1.2-media-type"],
+)
+def test_a_soap_12_envelope_gets_version_mismatch(
+    erp: ErpServerProcess, session: requests.Session, content_type: str
+) -> None:
+    # SOAP 1.1 section 4.4.1: "The processing party found an invalid namespace for the SOAP Envelope element"
+    response = session.post(erp.url, data=SOAP_12_REQUEST, headers={"Content-Type": content_type}, timeout=10)
+    faultcode, faultstring, has_detail = envelope_fault(response)
+    assert faultcode == "soap:VersionMismatch"
+    assert "SOAP 1.2" in (faultstring or "")
+    assert not has_detail  # nothing in the Body was processed
+
+
+def test_a_must_understand_fault_has_no_detail(erp: ErpServerProcess, session: requests.Session) -> None:
+    request = (
+        f'<s:Envelope xmlns:s="{SOAP_ENV}" xmlns:erp="{NS}" xmlns:t="urn:example:tx">'
+        '<s:Header><t:Transaction s:mustUnderstand="1">5</t:Transaction></s:Header>'
+        "<s:Body><erp:ListMaterials/></s:Body></s:Envelope>"
+    ).encode()
+    response = session.post(erp.url, data=request, headers=HEADERS, timeout=10)
+    faultcode, faultstring, has_detail = envelope_fault(response)
+    assert faultcode == "soap:MustUnderstand"
+    assert "{urn:example:tx}Transaction" in (faultstring or "")
+    # SOAP 1.1 section 4.4: "The detail element MUST NOT be used to carry information about error
+    # information belonging to header entries."
+    assert not has_detail
+
+
+def test_a_must_understand_entry_for_another_actor_is_not_ours(
+    erp: ErpServerProcess, session: requests.Session
+) -> None:
+    request = (
+        f'<s:Envelope xmlns:s="{SOAP_ENV}" xmlns:erp="{NS}" xmlns:t="urn:example:tx"><s:Header>'
+        '<t:Transaction s:mustUnderstand="1" s:actor="urn:example:gateway">5</t:Transaction>'
+        "</s:Header><s:Body><erp:ListMaterials/></s:Body></s:Envelope>"
+    ).encode()
+    response = session.post(erp.url, data=request, headers=HEADERS, timeout=10)
+    assert answer(response).tag == f"{{{NS}}}ListMaterialsResponse"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "text/plain; charset=utf-8", "application/xml", "application/json", "text/xml-external", None],
+)
+def test_a_request_that_is_not_text_xml_gets_415_and_is_not_processed(
+    erp: ErpServerProcess, session: requests.Session, content_type: str | None
+) -> None:
+    extref = unique("crm")
+    request = envelope(f"<erp:CreateCustomer>{customer_xml(extref)}</erp:CreateCustomer>")
+    headers = {"Content-Type": content_type} if content_type else {}
+    before = erp.calls("CreateCustomer")
+    response = session.post(erp.url, data=request, headers=headers, timeout=10)
+    assert response.status_code == 415
+    assert "<CODE>UNSUPPORTED_MEDIA_TYPE</CODE>" in response.text
+    assert erp.calls("CreateCustomer") == before
+    since = changed_since(session, erp, "Customers", 0, 5000)
+    assert extref not in [c.findtext("EXTREF") for c in since.iterfind("CUSTOMERS/CUSTOMER")]
+
+
+@pytest.mark.parametrize("content_type", ["text/xml", 'TEXT/XML; Charset="UTF-8"', "text/xml;charset=iso-8859-1"])
+def test_text_xml_with_any_parameters_is_served(
+    erp: ErpServerProcess, session: requests.Session, content_type: str
+) -> None:
+    response = session.post(
+        erp.url, data=envelope("<erp:ListMaterials/>"), headers={"Content-Type": content_type}, timeout=10
+    )
+    assert answer(response).tag == f"{{{NS}}}ListMaterialsResponse"
