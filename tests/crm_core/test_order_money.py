@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from canonical_model import OrderConfirmed, OrderStatus
 from crm_core.errors import InvalidRequest
 from crm_core.schemas import NewCustomer, NewOrder, NewOrderLine
-from crm_core.services import CrmService
+from crm_core.services import CrmService, net_value_differs
 
 
 def _customer(crm: CrmService, currency: str = "EUR") -> str:
@@ -66,28 +66,35 @@ def test_a_price_finer_than_its_currency_is_refused_with_the_field_named(crm_ses
         (Decimal("0.16"), None, False),  # no currency stated: the value is compared
     ],
 )
-def test_confirmation_keeps_the_erp_net_value_and_flags_a_difference(
-    crm_sessions: sessionmaker[Session], net_value: Decimal | None, currency: str | None, mismatch: bool
-) -> None:
+def test_net_value_differs(net_value: Decimal | None, currency: str | None, mismatch: bool) -> None:
+    confirmed = OrderConfirmed(order_id="SO-1", net_value=net_value, currency=currency)
+    assert net_value_differs(Decimal("0.16"), "EUR", confirmed) is mismatch
+
+
+def test_confirmation_keeps_the_erp_net_value_and_flags_a_difference(crm_sessions: sessionmaker[Session]) -> None:
     crm = CrmService(crm_sessions)
-    order = crm.place_order(
-        NewOrder(customer_id=_customer(crm), lines=[_line("MAT-1006", "2.5", "0.05"), _line("MAT-1010", "0.5", "0.05")])
-    )
-    confirmed = OrderConfirmed(order_id=order.id, erp_order_number="0000004711", net_value=net_value, currency=currency)
-    with capture_logs() as logs:
-        assert crm.confirm_order(confirmed, consumer="t", message_id="m1") is True
-    view = crm.get_order(order.id)
-    assert view.status == OrderStatus.CONFIRMED
-    assert view.erp_net_value == net_value
-    assert view.net_value_mismatch is mismatch
-    warnings = [entry for entry in logs if entry["log_level"] == "warning"]
-    if mismatch:
+    customer = _customer(crm)
+    cases = [(Decimal("0.160000"), "EUR", False), (Decimal("0.165"), "EUR", True), (None, None, True)]
+    for number, (net_value, currency, mismatch) in enumerate(cases):
+        order = crm.place_order(
+            NewOrder(customer_id=customer, lines=[_line("MAT-1006", "2.5", "0.05"), _line("MAT-1010", "0.5", "0.05")])
+        )
+        confirmed = OrderConfirmed(order_id=order.id, erp_order_number="4711", net_value=net_value, currency=currency)
+        with capture_logs() as logs:
+            assert crm.confirm_order(confirmed, consumer="t", message_id=f"m{number}") is True
+        view = crm.get_order(order.id)
+        assert (view.status, view.erp_net_value, view.net_value_mismatch) == (
+            OrderStatus.CONFIRMED,
+            net_value,
+            mismatch,
+        )
+        warnings = [entry for entry in logs if entry["log_level"] == "warning"]
+        if not mismatch:
+            assert warnings == []
+            continue
         assert len(warnings) == 1
-        assert warnings[0]["order_id"] == order.id
-        assert warnings[0]["crm_total"] == "0.16" and warnings[0]["currency"] == "EUR"
+        assert (warnings[0]["order_id"], warnings[0]["crm_total"], warnings[0]["currency"]) == (order.id, "0.16", "EUR")
         assert warnings[0]["erp_net_value"] == (None if net_value is None else str(net_value))
-    else:
-        assert warnings == []
 
 
 def test_an_erp_number_longer_than_sap_and_a_three_decimal_value_are_stored(
