@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from structlog.testing import capture_logs
 
 from canonical_model import OrderConfirmed, OrderStatus
+from crm_core import services
 from crm_core.errors import InvalidRequest
 from crm_core.schemas import NewCustomer, NewOrder, NewOrderLine
-from crm_core.services import CrmService, net_value_differs
+from crm_core.services import CrmService
 
 
 def _customer(crm: CrmService, currency: str = "EUR") -> str:
@@ -68,7 +69,7 @@ def test_a_price_finer_than_its_currency_is_refused_with_the_field_named(crm_ses
 )
 def test_net_value_differs(net_value: Decimal | None, currency: str | None, mismatch: bool) -> None:
     confirmed = OrderConfirmed(order_id="SO-1", net_value=net_value, currency=currency)
-    assert net_value_differs(Decimal("0.16"), "EUR", confirmed) is mismatch
+    assert services.net_value_differs(Decimal("0.16"), "EUR", confirmed) is mismatch
 
 
 def test_confirmation_keeps_the_erp_net_value_and_flags_a_difference(crm_sessions: sessionmaker[Session]) -> None:
