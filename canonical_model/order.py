@@ -5,11 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, field_validator, model_validator
 
-from canonical_model.types import BusinessDate, CurrencyCode, Money, Quantity, UnitCode
-
-CENT = Decimal("0.01")
+from canonical_model.money import fits_currency, is_known_currency, line_amount, minor_units, total_amount
+from canonical_model.types import BusinessDate, CurrencyCode, Money, Quantity, StatedAmount, UnitCode
 
 
 class OrderStatus(StrEnum):
@@ -32,11 +31,17 @@ class OrderLine(BaseModel):
     # A serialised line carries its computed net_amount; on input it is only checked (by the order,
     # once for all lines: a validator per line costs more than the rest of the validation).
     stated_net_amount: Decimal | None = Field(default=None, validation_alias="net_amount", exclude=True, repr=False)
+    # The order's currency, set by the order that holds the line: rounding depends on it.
+    _currency: str | None = PrivateAttr(default=None)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def net_amount(self) -> Decimal:
-        return (self.quantity * self.unit_price).quantize(CENT)
+        """quantity x unit_price rounded half-up to the order currency's minor units (money.line_amount);
+        a line outside an order knows no currency: its exact product."""
+        if self._currency is None:
+            return self.quantity * self.unit_price
+        return line_amount(self.quantity, self.unit_price, self._currency)
 
 
 class SalesOrder(BaseModel):
@@ -44,7 +49,9 @@ class SalesOrder(BaseModel):
 
     ``total`` and each line's ``net_amount`` are derived; a serialised order carries them, and on
     input a stated value must match, so that a message corrupted or edited by hand cannot carry a
-    total that disagrees with its lines.
+    total that disagrees with its lines. Money follows ``canonical_model.money``: each line is
+    rounded half-up to the currency's ISO 4217 minor units, the total is the sum of the rounded
+    lines (as the ERP bills), and a unit price with more decimals than the currency has is refused.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -56,17 +63,31 @@ class SalesOrder(BaseModel):
     lines: list[OrderLine] = Field(min_length=1)
     stated_total: Decimal | None = Field(default=None, validation_alias="total", exclude=True, repr=False)
 
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, currency: str) -> str:
+        if not is_known_currency(currency):
+            raise ValueError(f"{currency} is not an ISO 4217 currency with minor units")
+        return currency
+
     @model_validator(mode="after")
     def _stated_amounts_match(self) -> SalesOrder:
-        total = Decimal("0.00")
+        nets: list[Decimal] = []
         for index, line in enumerate(self.lines):
+            if not fits_currency(line.unit_price, self.currency):
+                places = minor_units(self.currency)
+                raise ValueError(
+                    f"lines[{index}].unit_price {line.unit_price} has more decimals than {self.currency} has ({places})"
+                )
+            line._currency = self.currency
             net = line.net_amount
             if line.stated_net_amount is not None:
                 if line.stated_net_amount != net:
                     stated = line.stated_net_amount
                     raise ValueError(f"lines[{index}].net_amount {stated} does not match quantity x unit_price ({net})")
                 line.stated_net_amount = None  # checked: equal to an order built in code again
-            total += net
+            nets.append(net)
+        total = total_amount(nets, self.currency)
         if self.stated_total is not None:
             if self.stated_total != total:
                 raise ValueError(f"total {self.stated_total} does not match the sum of the lines ({total})")
@@ -76,18 +97,26 @@ class SalesOrder(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def total(self) -> Decimal:
-        return sum((line.net_amount for line in self.lines), Decimal("0.00"))
+        """The sum of the lines' rounded net amounts, with the currency's number of decimals."""
+        return total_amount([line.net_amount for line in self.lines], self.currency)
 
 
 class OrderConfirmed(BaseModel):
-    """Data of ``order.confirmed``: the ERP accepted the order."""
+    """Data of ``order.confirmed``: the ERP accepted the order (it is the system of record).
+
+    The ERP's figures as it stated them: ``net_value`` at the ERP's precision (it may have more
+    decimals than the currency), ``None`` where the answer had no usable value; the CRM compares
+    them with its own total and flags a difference, it never refuses a confirmation for them.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     order_id: str
-    erp_order_number: str
-    net_value: Money
-    currency: CurrencyCode
+    erp_order_number: str | None = Field(
+        default=None, min_length=1, max_length=35, description="the ERP's document number; None if unusable"
+    )
+    net_value: StatedAmount | None = Field(default=None, description="the ERP's net value, at the ERP's precision")
+    currency: CurrencyCode | None = Field(default=None, description="the currency of net_value, as the ERP said")
 
 
 class OrderRejected(BaseModel):

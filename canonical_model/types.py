@@ -41,7 +41,12 @@ def _plain_decimal(value: object) -> object:
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 PlainDecimal = BeforeValidator(_plain_decimal)
 
-Money = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2), PlainDecimal]
+#: an amount in a currency: at most 3 decimals (the most ISO 4217 minor units of any currency we hold);
+#: whether it fits its own currency's precision is checked where the currency is known (canonical_model.money)
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=3), PlainDecimal]
+#: an amount as another system stated it, at that system's precision (which may exceed the currency's):
+#: finite, not negative, at most 18 integer digits and 6 decimals (the CRM keeps it as Numeric(24,6))
+StatedAmount = Annotated[Decimal, Field(ge=0, max_digits=24, decimal_places=6), PlainDecimal]
 Quantity = Annotated[Decimal, Field(gt=0, max_digits=13, decimal_places=3), PlainDecimal]
 
 #: the business calendar: a date outside it is a typo or an attack, never an order. Fixed, not relative

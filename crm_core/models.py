@@ -118,7 +118,8 @@ class OrderRow(Base):
     order_date: Mapped[date] = mapped_column(Date)
     total: Mapped[Decimal] = mapped_column(Money)
     status: Mapped[str] = mapped_column(String(20), index=True)
-    erp_order_number: Mapped[str | None] = mapped_column(String(10))
+    #: the ERP's document number; as long as the canonical OrderConfirmed allows (not only SAP's 10)
+    erp_order_number: Mapped[str | None] = mapped_column(String(35))
     rejection_code: Mapped[str | None] = mapped_column(String(40))
     rejection_reason: Mapped[str | None] = mapped_column(Text)
     #: why the order's message left its route without an outcome (dead-lettered); set while status is failed

@@ -5,14 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
+import structlog
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from canonical_model import events
 from canonical_model.envelope import Envelope
+from canonical_model.money import fits_currency, is_known_currency, minor_units, round_money
 from canonical_model.order import OrderConfirmed, OrderLine, OrderRejected, OrderStatus, SalesOrder
 from canonical_model.party import Address, Contact, Customer
 from canonical_model.product import Product
@@ -34,6 +37,8 @@ from crm_core.outbox import add_event
 from crm_core.schemas import NewCustomer, NewOrder, NewSyncReject, OrderView, SyncRejectView
 
 SOURCE = "/crm"
+
+log = structlog.get_logger(__name__)
 
 
 def _new_id(prefix: str) -> str:
@@ -227,6 +232,9 @@ class CrmService:
             customer = session.get(CustomerRow, new.customer_id)
             if customer is None:
                 raise NotFound("customer", new.customer_id)
+            currency = new.currency or customer.currency
+            if not is_known_currency(currency):
+                raise InvalidRequest("currency", f"{currency} is not an ISO 4217 currency with minor units")
             lines: list[OrderLine] = []
             for index, line in enumerate(new.lines):
                 product = session.get(ProductRow, line.product_id)
@@ -237,11 +245,16 @@ class CrmService:
                         f"lines[{index}].product_id",
                         f"{line.product_id!r} is not in the catalogue: give its unit and unit_price",
                     )
+                if not fits_currency(price, currency):
+                    raise InvalidRequest(
+                        f"lines[{index}].unit_price",
+                        f"{price} has more decimals than {currency} has ({minor_units(currency)})",
+                    )
                 lines.append(OrderLine(product_id=line.product_id, quantity=line.quantity, unit=unit, unit_price=price))
             order = SalesOrder(
                 id=_new_id("SO"),
                 customer_id=customer.id,
-                currency=new.currency or customer.currency,
+                currency=currency,
                 order_date=new.order_date or date.today(),
                 lines=lines,
             )
@@ -285,12 +298,15 @@ class CrmService:
                     id=order.id,
                     customer_id=order.customer_id,
                     customer_name=name,
-                    total=order.total,
+                    total=_in_currency(order.total, order.currency),
                     currency=order.currency,
                     status=OrderStatus(order.status),
                     erp_order_number=order.erp_order_number,
                     rejection_code=order.rejection_code,
                     rejection_reason=order.rejection_reason,
+                    failure_reason=order.failure_reason,
+                    erp_net_value=order.erp_net_value,
+                    net_value_mismatch=order.net_value_mismatch,
                 )
                 for order, name in session.execute(query).all()
             ]
@@ -302,14 +318,42 @@ class CrmService:
         return views[0]
 
     def confirm_order(self, confirmed: OrderConfirmed, *, consumer: str, message_id: str) -> bool:
-        """Record the ERP's order number; False if this message was applied before."""
-        return self._settle_order(
+        """Record the ERP's order number and net value; False if this message was applied before.
+
+        The ERP is the system of record: its net value is kept as stated (``erp_net_value``, up to
+        6 decimals), and a difference from the CRM's total, in amount or currency, or a value the
+        ERP did not state, sets ``net_value_mismatch`` and is logged at WARNING. It never refuses
+        the confirmation.
+        """
+        total, currency = self._order_amount(confirmed.order_id)
+        mismatch = net_value_differs(total, currency, confirmed)
+        applied = self._settle_order(
             consumer,
             message_id,
             confirmed.order_id,
             status=OrderStatus.CONFIRMED,
             erp_order_number=confirmed.erp_order_number,
+            erp_net_value=confirmed.net_value,
+            net_value_mismatch=mismatch,
         )
+        if applied and mismatch:
+            log.warning(
+                "ERP net value differs from the CRM total",
+                order_id=confirmed.order_id,
+                crm_total=str(total),
+                erp_net_value=None if confirmed.net_value is None else str(confirmed.net_value),
+                currency=currency,
+                erp_currency=confirmed.currency,
+            )
+        return applied
+
+    def _order_amount(self, order_id: str) -> tuple[Decimal, str]:
+        """The order's total and currency (fixed when it is placed)."""
+        with self._sessions() as session:
+            row = session.execute(select(OrderRow.total, OrderRow.currency).where(OrderRow.id == order_id)).first()
+            if row is None:
+                raise NotFound("order", order_id)
+            return _in_currency(row.total, row.currency), row.currency
 
     def reject_order(self, rejected: OrderRejected, *, consumer: str, message_id: str) -> bool:
         """Mark the order rejected with the reason; False if this message was applied before."""
@@ -332,6 +376,8 @@ class CrmService:
         erp_order_number: str | None = None,
         rejection_code: str | None = None,
         rejection_reason: str | None = None,
+        erp_net_value: Decimal | None = None,
+        net_value_mismatch: bool = False,
     ) -> bool:
         try:
             with self._sessions() as session, session.begin():
@@ -349,6 +395,8 @@ class CrmService:
                         erp_order_number=erp_order_number,
                         rejection_code=rejection_code,
                         rejection_reason=rejection_reason,
+                        erp_net_value=erp_net_value,
+                        net_value_mismatch=net_value_mismatch,
                         updated_at=utcnow(),
                     )
                     .execution_options(synchronize_session=False)
@@ -408,4 +456,19 @@ class CrmService:
         return True
 
 
-__all__ = ["SOURCE", "CrmService"]
+def _in_currency(amount: Decimal, currency: str) -> Decimal:
+    """A stored amount (3 decimals in the column) with its currency's decimals: 0.160 EUR is 0.16."""
+    return round_money(amount, currency) if is_known_currency(currency) else amount
+
+
+def net_value_differs(total: Decimal, currency: str, confirmed: OrderConfirmed) -> bool:
+    """True when the ERP's net value is not the CRM's total: another amount (compared by value, so
+    0.160000 equals 0.16), another currency, or no usable value at all."""
+    if confirmed.net_value is None:
+        return True
+    if confirmed.currency is not None and confirmed.currency != currency:
+        return True
+    return confirmed.net_value != total
+
+
+__all__ = ["SOURCE", "CrmService", "net_value_differs"]

@@ -125,15 +125,29 @@ def wait_for_outcomes(
         time.sleep(0.1)
 
 
+#: after the total of an order whose ERP net value differs from it
+MISMATCH_MARKER = "!= ERP"
+
+
+def _total(view: OrderView) -> str:
+    text = f"{view.total:,} {view.currency}"  # the view's total has its currency's decimals
+    if view.net_value_mismatch:
+        erp = "?" if view.erp_net_value is None else f"{view.erp_net_value.normalize():,f}"
+        text += f" {MISMATCH_MARKER} {erp}"
+    return text
+
+
 def render_table(views: list[OrderView]) -> str:
     header = ("CRM order", "customer", "total", "status", "ERP order / rejection reason")
     rows = [
         (
             v.id,
             v.customer_name,
-            f"{v.total:,.2f} {v.currency}",
+            _total(v),
             v.status.value,
-            v.erp_order_number if v.status == OrderStatus.CONFIRMED else (v.rejection_reason or ""),
+            (v.erp_order_number or "(no ERP number)")
+            if v.status == OrderStatus.CONFIRMED
+            else (v.rejection_reason or ""),
         )
         for v in views
     ]

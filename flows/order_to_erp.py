@@ -17,6 +17,7 @@ from connectors.erp.client import ErpClient
 from connectors.publishing import EnvelopePublisher
 from crm_core.errors import NotFound
 from crm_core.services import CrmService
+from flows.erp_confirmation import confirmation_of
 from flows.erp_customer import ensure_erp_customer, in_canonical_terms
 from flows.payloads import data_of
 from flows.routes import Route
@@ -64,13 +65,8 @@ class OrderToErp:
             )
         except BusinessRejection as exc:
             raise in_canonical_terms(exc, self._mapping.canonical_path) from exc
-        sales_order = result.order
-        return OrderConfirmed(
-            order_id=order.id,
-            erp_order_number=str(sales_order["VBELN"]),
-            net_value=sales_order["NETWR"],
-            currency=str(sales_order["WAERS"]),
-        )
+        # The ERP holds the order now: whatever is off in its answer, the outcome is a confirmation.
+        return confirmation_of(order.id, result.order)
 
 
 def order_to_erp_route(crm: CrmService, erp: ErpClient, publish: EnvelopePublisher) -> Route:

@@ -8,12 +8,14 @@ Routes (``base`` is http://host:port):
     GET  base/health           200 while the process serves (even during an injected outage)
     GET|POST base/admin/faults injected misbehaviour (JSON)
     GET|DELETE base/admin/stats  request counts per operation (JSON); DELETE resets them
+    GET|POST base/admin/wrong-answers  answers given wrong on purpose (JSON, misbehaviour.WrongAnswers)
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import json
 import time
@@ -28,7 +30,7 @@ from backoffice.erp import SERVICE_PATH, faults, soap
 from backoffice.erp.contract import Contract
 from backoffice.erp.faults import ErpFault
 from backoffice.erp.limits import RequestLimits
-from backoffice.erp.misbehaviour import Misbehaviour, Stats
+from backoffice.erp.misbehaviour import Misbehaviour, Stats, WrongAnswers
 from backoffice.erp.service import ErpService
 
 log = structlog.get_logger(__name__)
@@ -80,6 +82,7 @@ class ErpApp:
         self.service = service
         self.misbehaviour = misbehaviour or Misbehaviour()
         self.stats = stats or Stats()
+        self.wrong_answers = WrongAnswers()
         self._credentials = credentials
         #: the address the server listens on, for the WSDL's soap:address (set once it is known)
         self.listen = listen
@@ -104,6 +107,8 @@ class ErpApp:
             return Reply(401, b"authentication required\n", headers=(("WWW-Authenticate", 'Basic realm="erp"'),))
         if path == "/admin/faults":
             return self._faults(environ, method)
+        if path == "/admin/wrong-answers":
+            return self._wrong_answers(environ, method)
         if path == "/admin/stats":
             if method == "DELETE":
                 self.stats.reset()
@@ -187,7 +192,8 @@ class ErpApp:
                 raise ErpFault(faults.INJECTED_FAULT, "injected failure (admin/faults fault_rate)", server=True)
             operation, request = soap.parse_request(self.contract, envelope)
             result = self.service.call(operation, request)
-            return Reply(200, soap.response(self.contract, operation, result), soap.CONTENT_TYPE)
+            amend = functools.partial(self.wrong_answers.apply, operation)
+            return Reply(200, soap.response(self.contract, operation, result, amend), soap.CONTENT_TYPE)
         except ErpFault as refusal:
             log.info(
                 "fault",
@@ -216,6 +222,19 @@ class ErpApp:
         elif method != "GET":
             return Reply(405, b"GET or POST\n", headers=(("Allow", "GET, POST"),))
         return _json(200, self.misbehaviour.settings.as_json())
+
+    def _wrong_answers(self, environ: WSGIEnvironment, method: str) -> Reply:
+        if method == "POST":
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                rules = self.wrong_answers.replace(json.loads(environ["wsgi.input"].read(min(length, 65536)) or b"{}"))
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                return _json(400, {"error": str(exc)})
+            log.info("wrong answers changed", rules=rules)
+            return _json(200, rules)
+        if method != "GET":
+            return Reply(405, b"GET or POST\n", headers=(("Allow", "GET, POST"),))
+        return _json(200, self.wrong_answers.as_json())
 
 
 __all__ = ["ErpApp", "Reply"]

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 from backoffice.erp import faults
+from backoffice.erp.amounts import require_precision
 from backoffice.erp.faults import ErpFault
 from backoffice.erp.records import Record, as_record, changed_since
 from backoffice.erp.store import invoices, next_change_seq, next_document_number, payments
@@ -46,6 +47,7 @@ def post_payment(conn: Connection, request: Record) -> Record:
             field="VBELN",
             value=invoice.vbeln,
         )
+    require_precision(dmbtr, invoice.waers, field="DMBTR")
     if dmbtr > invoice.open_amount:
         raise ErpFault(
             faults.INVALID_DATA,

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 from backoffice.erp import faults
+from backoffice.erp.amounts import require_precision
 from backoffice.erp.faults import ErpFault
 from backoffice.erp.records import Record, as_record, changed_since, require
 from backoffice.erp.store import currencies, materials, next_change_seq, units
@@ -39,6 +40,7 @@ def save(conn: Connection, request: Record) -> Record:
     require(
         conn, currencies, "waers", material["WAERS"], code=faults.INVALID_DATA, field="MATERIAL.WAERS", what="currency"
     )
+    require_precision(material["NETPR"], material["WAERS"], field="MATERIAL.NETPR")
     values = {name.lower(): material.get(name) for name in FIELDS}
     values["lvorm"] = bool(values["lvorm"])
     matnr = material["MATNR"]

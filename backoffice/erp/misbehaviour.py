@@ -1,4 +1,4 @@
-"""Misbehaving on purpose (injected Server faults, latency, outage) and request counts, both thread-safe."""
+"""Misbehaving on purpose (injected Server faults, latency, outage, wrong answers) and request counts, thread-safe."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from lxml import etree
 
 
 @dataclass(frozen=True)
@@ -97,4 +99,68 @@ class Stats:
             self._other.clear()
 
 
-__all__ = ["FaultSettings", "Misbehaviour", "Stats"]
+#: bounds of a wrong-answer rule set (it comes from the admin endpoint)
+MAX_RULES = 20
+MAX_PATH = 200
+MAX_TEXT = 1000
+
+
+class WrongAnswers:
+    """Answers given wrong on purpose, after the operation did its work (an order is created as usual).
+
+    Rules per operation: a path of element names below the response element (``SALES_ORDER/NETWR``,
+    namespaces ignored) -> the text to answer instead, or ``None`` to leave the element out, e.g.
+    ``{"CreateSalesOrder": {"SALES_ORDER/NETWR": "1250.125", "SALES_ORDER/WAERS": None}}``. The
+    answer is not checked against the WSDL: that is the point.
+    """
+
+    def __init__(self) -> None:
+        self._rules: dict[str, dict[str, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def as_json(self) -> dict[str, dict[str, str | None]]:
+        with self._lock:
+            return {operation: dict(paths) for operation, paths in self._rules.items()}
+
+    def replace(self, rules: object) -> dict[str, dict[str, str | None]]:
+        """Replace every rule with ``rules`` (``{}`` clears them); a malformed rule set raises ``ValueError``."""
+        if not isinstance(rules, dict):
+            raise ValueError("expected a JSON object: operation -> {path: text or null}")
+        checked: dict[str, dict[str, str | None]] = {}
+        for operation, paths in rules.items():
+            if not isinstance(paths, dict) or not all(isinstance(p, str) and 0 < len(p) <= MAX_PATH for p in paths):
+                raise ValueError(f"{str(operation)[:40]}: expected an object of element paths")
+            if not all(text is None or (isinstance(text, str) and len(text) <= MAX_TEXT) for text in paths.values()):
+                raise ValueError(f"{str(operation)[:40]}: each path maps to a text (at most {MAX_TEXT}) or null")
+            checked[str(operation)] = dict(paths)
+        if sum(len(paths) for paths in checked.values()) > MAX_RULES:
+            raise ValueError(f"at most {MAX_RULES} rules")
+        with self._lock:
+            self._rules = checked
+        return self.as_json()
+
+    def apply(self, operation: str, response: etree._Element) -> None:
+        """Rewrite ``response`` (the operation's response element) by the rules for ``operation``."""
+        with self._lock:
+            paths = dict(self._rules.get(operation, {}))
+        for path, text in paths.items():
+            for node in _find(response, path.split("/")):
+                if text is None:
+                    parent = node.getparent()
+                    if parent is not None:
+                        parent.remove(node)
+                else:
+                    node.text = text
+
+
+def _find(node: etree._Element, names: list[str]) -> list[etree._Element]:
+    if not names:
+        return [node]
+    found: list[etree._Element] = []
+    for child in node:
+        if isinstance(child.tag, str) and etree.QName(child).localname == names[0]:
+            found += _find(child, names[1:])
+    return found
+
+
+__all__ = ["FaultSettings", "Misbehaviour", "Stats", "WrongAnswers"]

@@ -191,6 +191,11 @@ class ErpServerProcess:
         }
         return self._admin_call("POST", "/admin/faults", json=changes)
 
+    def set_wrong_answers(self, rules: dict[str, dict[str, str | None]]) -> dict[str, Any]:
+        """Answer wrong on purpose (replaces earlier rules; ``{}`` clears them), e.g.
+        ``{"CreateSalesOrder": {"SALES_ORDER/NETWR": "1250.125"}}``: see ``misbehaviour.WrongAnswers``."""
+        return self._admin_call("POST", "/admin/wrong-answers", json=rules)
+
     def faults(self) -> dict[str, Any]:
         return self._admin_call("GET", "/admin/faults")
 

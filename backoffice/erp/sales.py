@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select
 
 from backoffice.erp import credit, customers, faults, materials
+from backoffice.erp.amounts import require_precision
 from backoffice.erp.faults import ErpFault
 from backoffice.erp.records import Record, as_record, changed_since, require
 from backoffice.erp.reference_data import ORDER_TYPES
@@ -24,8 +25,8 @@ from backoffice.erp.store import (
     sales_orders,
     units,
 )
+from canonical_model.money import line_amount, total_amount
 
-CENT = Decimal("0.01")
 #: decimal(15,2): the largest amount the contract can carry
 MAX_AMOUNT = Decimal("9999999999999.99")
 POSNR_STEP = 10
@@ -37,10 +38,12 @@ class Item:
     kwmenge: Decimal
     vrkme: str
     netpr: Decimal
+    waers: str
 
     @property
     def netwr(self) -> Decimal:
-        return (self.kwmenge * self.netpr).quantize(CENT, rounding=ROUND_HALF_UP)
+        """KWMENGE x NETPR rounded commercially (half-up) to the currency's decimals, per item."""
+        return line_amount(self.kwmenge, self.netpr, self.waers)
 
 
 def render(conn: Connection, row: Row[Any]) -> Record:
@@ -84,7 +87,8 @@ def _item(conn: Connection, index: int, requested: Record, waers: str) -> Item:
                 field=f"{where}.NETPR",
             )
         netpr = material.netpr
-    item = Item(matnr, requested["KWMENGE"], vrkme, netpr)
+    require_precision(netpr, waers, field=f"{where}.NETPR")
+    item = Item(matnr, requested["KWMENGE"], vrkme, netpr, waers)
     if item.netwr > MAX_AMOUNT:
         raise ErpFault(faults.INVALID_DATA, "item value too large", field=f"{where}.KWMENGE", value=item.kwmenge)
     return item
@@ -131,7 +135,7 @@ def create(conn: Connection, request: Record) -> Record:
             value=waers,
         )
     items = [_item(conn, i, item, waers) for i, item in enumerate(request["ITEMS"]["ITEM"])]
-    netwr = sum((item.netwr for item in items), Decimal("0.00"))
+    netwr = total_amount([item.netwr for item in items], waers)  # per item, then the sum (as billed)
     if netwr > MAX_AMOUNT:
         raise ErpFault(faults.INVALID_DATA, "order value too large", field="ITEMS")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -123,8 +124,14 @@ def _envelope(content: etree._Element) -> bytes:
     return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
 
-def response(contract: Contract, operation: str, values: Record) -> bytes:
-    return _envelope(contract.render_response(operation, values))
+def response(
+    contract: Contract, operation: str, values: Record, amend: Callable[[etree._Element], None] | None = None
+) -> bytes:
+    """The operation's response; ``amend`` may change the rendered element first (a wrong answer on purpose)."""
+    content = contract.render_response(operation, values)
+    if amend is not None:
+        amend(content)
+    return _envelope(content)
 
 
 def fault(contract: Contract, error: ErpFault) -> bytes:

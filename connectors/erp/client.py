@@ -11,9 +11,10 @@ read on the first call (retried like any transport failure).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from types import TracebackType
@@ -116,15 +117,23 @@ class ErpClient:
         *,
         correlation_id: str | None = None,
     ) -> SalesOrderResult:
-        """Create a sales order; the same ``idempotency_key`` again returns the first order (created False)."""
-        result = self._call(
-            "CreateSalesOrder",
-            correlation_id,
-            IDEMPOTENCY_KEY=idempotency_key,
-            HEADER=dict(header),
-            ITEMS={"ITEM": [dict(item) for item in items]},
-        )
-        return SalesOrderResult(order=result["SALES_ORDER"], created=bool(result["CREATED"]))
+        """Create a sales order; the same ``idempotency_key`` again returns the first order (created False).
+
+        The answer is read leniently: once the ERP has accepted an order, an element missing from or
+        added to its answer (WAERS left out, ...) must not make the answer unreadable and the call
+        retried forever; the order's values come back as the ERP sent them (None where missing),
+        and the flow decides what it can use.
+        """
+        with _lenient_answers():
+            result = self._call(
+                "CreateSalesOrder",
+                correlation_id,
+                IDEMPOTENCY_KEY=idempotency_key,
+                HEADER=dict(header),
+                ITEMS={"ITEM": [dict(item) for item in items]},
+            )
+        answer = result if isinstance(result, dict) else {}
+        return SalesOrderResult(order=answer.get("SALES_ORDER") or {}, created=bool(answer.get("CREATED")))
 
     def get_sales_order(self, vbeln: str, *, correlation_id: str | None = None) -> Record:
         return _record(self._call("GetSalesOrder", correlation_id, VBELN=vbeln), "SALES_ORDER")
@@ -258,6 +267,14 @@ class ErpClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _lenient_answers() -> Iterator[None]:
+    """zeep's schema checks off for this thread's calls inside (zeep keeps the override thread-local);
+    the hardening (no DTD, no entities, nothing external) stays on."""
+    with ZEEP_SETTINGS(strict=False):
+        yield
 
 
 # zeep unwraps answers holding a single element (GetCustomerResponse -> the CUSTOMER itself, and

@@ -49,6 +49,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("erp_net_value", sa.Numeric(precision=24, scale=6), nullable=True))
         batch_op.add_column(sa.Column("net_value_mismatch", sa.Boolean(), server_default="0", nullable=False))
+        # an ERP's document number may be longer than SAP's 10 characters: as long as OrderConfirmed allows
+        batch_op.alter_column(
+            "erp_order_number", existing_type=sa.String(length=10), type_=sa.String(length=35), existing_nullable=True
+        )
     with op.batch_alter_table("outbox") as batch_op:
         batch_op.add_column(sa.Column("parked_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("park_reason", sa.Text(), nullable=True))
@@ -59,6 +63,9 @@ def downgrade() -> None:
         batch_op.drop_column("park_reason")
         batch_op.drop_column("parked_at")
     with op.batch_alter_table("orders") as batch_op:
+        batch_op.alter_column(
+            "erp_order_number", existing_type=sa.String(length=35), type_=sa.String(length=10), existing_nullable=True
+        )
         batch_op.drop_column("net_value_mismatch")
         batch_op.drop_column("erp_net_value")
         batch_op.drop_column("failed_at")
