@@ -133,7 +133,7 @@ def render_table(views: list[OrderView]) -> str:
             v.customer_name,
             f"{v.total:,.2f} {v.currency}",
             v.status.value,
-            v.erp_order_number if v.status == OrderStatus.CONFIRMED else (v.rejection_reason or ""),
+            v.erp_order_number if v.status == OrderStatus.CONFIRMED else (v.rejection_reason or v.failure_reason or ""),
         )
         for v in views
     ]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from connectors.base import QueueSpec, Topology
-from connectors.consumer import EnvelopeHandler
+from connectors.consumer import DeadLetterHandler, EnvelopeHandler
 
 
 @dataclass(frozen=True)
@@ -21,16 +21,33 @@ class Route:
     delivery_limit: int = 5
 
 
-def queue_name(namespace: str, route: Route) -> str:
+@dataclass(frozen=True)
+class DeadLetterRoute:
+    """A route that reads the dead letter channel through a queue of its own (a dead-letter subscriber).
+
+    It sees every dead letter, whatever its type; what it cannot handle goes to the dead letter queue.
+    """
+
+    name: str
+    handler: DeadLetterHandler
+    description: str
+    delivery_limit: int = 5
+
+
+def queue_name(namespace: str, route: Route | DeadLetterRoute) -> str:
     return f"{namespace}.{route.name}"
 
 
-def topology(namespace: str, routes: Sequence[Route]) -> Topology:
-    """The exchange, queues and dead letter channel for ``routes`` under ``namespace``."""
+def topology(namespace: str, routes: Sequence[Route], dead_letter_routes: Sequence[DeadLetterRoute] = ()) -> Topology:
+    """The exchange, queues and dead letter channel for ``routes`` and ``dead_letter_routes`` under ``namespace``."""
     return Topology(
         queues=tuple(
             QueueSpec(name=queue_name(namespace, r), bindings=r.bindings, delivery_limit=r.delivery_limit)
             for r in routes
+        ),
+        dead_letter_subscribers=tuple(
+            QueueSpec(name=queue_name(namespace, r), bindings=(), delivery_limit=r.delivery_limit)
+            for r in dead_letter_routes
         ),
         exchange=f"{namespace}.events",
         dead_letter_exchange=f"{namespace}.dlx",
@@ -38,4 +55,4 @@ def topology(namespace: str, routes: Sequence[Route]) -> Topology:
     )
 
 
-__all__ = ["Route", "queue_name", "topology"]
+__all__ = ["DeadLetterRoute", "Route", "queue_name", "topology"]
