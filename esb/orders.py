@@ -16,7 +16,7 @@ from crm_core.services import CrmService
 MISMATCH = "!"
 _HEADER = ("", "order", "customer", "total", "status", "ERP order / reason")
 _CUSTOMER_WIDTH = 30
-_REASON_WIDTH = 80
+_REASON_WIDTH = 120
 
 
 class OrdersUnavailable(Exception):
