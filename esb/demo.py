@@ -173,6 +173,10 @@ def run_demo(settings: EsbSettings, *, out: TextIO = sys.stdout, timeout: float 
     if pending:
         say(f"{len(pending)} orders got no answer within {timeout:.0f} s: {', '.join(pending)}")
         return 1
+    failed = [v.id for v in views if v.status == OrderStatus.FAILED]
+    if failed:
+        say(f"{len(failed)} orders failed (their messages were dead-lettered; the reasons are in the table above)")
+        return 1
     return 0
 
 
