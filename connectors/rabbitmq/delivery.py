@@ -21,7 +21,8 @@ _KEPT_PROPERTIES = ("content_type", "content_encoding", "correlation_id", "messa
 
 
 def plain_headers(headers: Mapping[str, Any]) -> dict[str, HeaderValue]:
-    """AMQP headers as the contract's ``str | int`` values (tables and lists, e.g. x-death, as text)."""
+    """AMQP headers as the contract's ``str | int`` values (tables and lists as text; x-death is also read as
+    ``Delivery.deaths``, see ``deaths``)."""
     plain: dict[str, HeaderValue] = {}
     for key, value in headers.items():
         if isinstance(value, bool):
