@@ -20,6 +20,7 @@ from types import TracebackType
 import structlog
 
 from canonical_model.errors import Unroutable
+from canonical_model.truncation import truncate
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +35,15 @@ HEADER_ORIGINAL_ROUTING_KEY = "x-esb-original-routing-key"
 
 #: the reason a transport gives when a message was delivered more often than its queue's delivery limit
 DELIVERY_LIMIT_EXCEEDED = "delivery limit exceeded"
+#: characters of the last error a delivery-limit reason carries (headers are bounded: see LIBRARY-NOTES)
+LAST_ERROR_MAX = 500
+
+
+def delivery_limit_reason(last_error: str = "") -> str:
+    """The dead letter reason of a message past its delivery limit, with the last error if one is known."""
+    if not last_error:
+        return DELIVERY_LIMIT_EXCEEDED
+    return f"{DELIVERY_LIMIT_EXCEEDED}; last error: {truncate(last_error, LAST_ERROR_MAX)}"
 
 
 def dead_letter_headers(*, reason: str, error_type: str, queue: str, routing_key: str) -> dict[str, HeaderValue]:
@@ -58,18 +68,30 @@ class QueueSpec:
 
 @dataclass(frozen=True)
 class Topology:
-    """Everything a transport declares: one topic exchange, the routes' queues, one dead letter channel."""
+    """Everything a transport declares: one topic exchange, the routes' queues, one dead letter channel.
+
+    ``dead_letter_subscribers`` are queues of their own on the dead letter exchange (fanout, their
+    bindings are ignored): each gets a copy of every dead letter, next to the dead letter queue, so a
+    route that reacts to failures competes with no other reader. A subscriber's own dead letters go to
+    ``final_dead_letter_exchange``, bound to the dead letter queue only, so they never come back to it.
+    """
 
     queues: tuple[QueueSpec, ...] = ()
+    dead_letter_subscribers: tuple[QueueSpec, ...] = ()
     exchange: str = "esb.events"
     dead_letter_exchange: str = "esb.dlx"
     dead_letter_queue: str = "esb.dead_letter"
 
     def queue(self, name: str) -> QueueSpec:
-        for spec in self.queues:
+        for spec in (*self.queues, *self.dead_letter_subscribers):
             if spec.name == name:
                 return spec
         raise KeyError(name)
+
+    @property
+    def final_dead_letter_exchange(self) -> str:
+        """Fanout exchange bound to the dead letter queue only: the dead letter channel of the subscribers."""
+        return f"{self.dead_letter_exchange}.final"
 
 
 @dataclass(frozen=True)
@@ -106,6 +128,20 @@ def unroutable(messages: Sequence[OutgoingMessage], *, exchange: str, system: st
     )
 
 
+@dataclass(frozen=True)
+class DeathRecord:
+    """One dead-lettering done by the broker itself (RabbitMQ's ``x-death`` entry), bounded.
+
+    ``reason``: ``rejected``, ``expired``, ``maxlen`` or ``delivery_limit``; ``count``: how often the
+    message died this way in ``queue``; ``time``: when it last did (UTC), if the broker said.
+    """
+
+    reason: str
+    queue: str
+    count: int
+    time: datetime | None = None
+
+
 class Delivery(ABC):
     """A message handed to a consumer. Exactly one of ack / requeue / dead_letter must be called."""
 
@@ -118,14 +154,19 @@ class Delivery(ABC):
     previous_deliveries: int
     #: whether ack / requeue / dead_letter was called
     settled: bool
+    #: the broker's own dead-letterings of this message, most recent first (none on the embedded transport)
+    deaths: tuple[DeathRecord, ...] = ()
 
     @abstractmethod
     def ack(self) -> None:
         """Processing succeeded: forget the message."""
 
     @abstractmethod
-    def requeue(self) -> None:
-        """Processing failed transiently: deliver again later; counts towards the queue's delivery limit."""
+    def requeue(self, last_error: str = "") -> None:
+        """Processing failed transiently: deliver again later; counts towards the queue's delivery limit.
+
+        Past the limit the message is dead-lettered with ``delivery_limit_reason(last_error)``.
+        """
 
     @abstractmethod
     def dead_letter(self, reason: str, error_type: str) -> None:
@@ -212,6 +253,8 @@ __all__ = [
     "HEADER_FAILED_AT",
     "HEADER_FAILED_QUEUE",
     "HEADER_ORIGINAL_ROUTING_KEY",
+    "LAST_ERROR_MAX",
+    "DeathRecord",
     "Delivery",
     "DeliveryHandler",
     "HeaderValue",
@@ -220,6 +263,7 @@ __all__ = [
     "Topology",
     "Transport",
     "dead_letter_headers",
+    "delivery_limit_reason",
     "dispatch",
     "unroutable",
 ]

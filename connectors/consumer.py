@@ -10,6 +10,9 @@
   through the delivery limit in a few milliseconds); the queue's delivery limit dead-letters a
   message that keeps failing, so a poison message cannot block a route forever.
 
+A dead-letter subscriber (``dead_letter_consumer``) is settled the same way, except that its input
+is the dead letter itself: a body that is not an envelope is the handler's business, not an error.
+
 The pause holds the route's consumer thread, which is the point: while a back office is down
 its route slows down instead of spinning. The pause itself (8 s at most) stays under the broker's
 heartbeat and the embedded transport's lease, but a handler runs in the consuming thread too: one
@@ -28,11 +31,13 @@ import structlog
 from canonical_model.envelope import Envelope
 from canonical_model.errors import InvalidMessage, PermanentError, TransientError
 from connectors.base import Delivery, DeliveryHandler
+from connectors.dead_letters import DeadLetter, read_dead_letter
 from connectors.embedded.routing import topic_matches
 
 log = structlog.get_logger(__name__)
 
 EnvelopeHandler = Callable[[Envelope], None]
+DeadLetterHandler = Callable[[DeadLetter], None]
 #: seconds to wait before requeueing a message that failed transiently, by previous deliveries
 Backoff = Callable[[int], float]
 
@@ -41,11 +46,11 @@ def exponential_backoff(previous_deliveries: int, *, first: float = 0.5, cap: fl
     return float(min(cap, first * 2**previous_deliveries))
 
 
-def _requeue_later(delivery: Delivery, backoff: Backoff) -> None:
+def _requeue_later(delivery: Delivery, backoff: Backoff, last_error: str) -> None:
     pause = backoff(delivery.previous_deliveries)
     if pause > 0:
         time.sleep(pause)
-    delivery.requeue()
+    delivery.requeue(last_error)
 
 
 def check_type(envelope: Envelope, accepts: Sequence[str]) -> None:
@@ -67,11 +72,24 @@ def settle(
 ) -> str:
     """Parse the delivery, check its type against ``accepts`` (topic patterns; ``None``: any type),
     run the handler, settle the delivery; returns the outcome's name."""
-    try:
+
+    def work() -> None:
         envelope = Envelope.from_bytes(delivery.body)
         if accepts is not None:
             check_type(envelope, accepts)
         handler(envelope)
+
+    return _settle(delivery, work, backoff)
+
+
+def settle_dead_letter(delivery: Delivery, handler: DeadLetterHandler, backoff: Backoff = exponential_backoff) -> str:
+    """Run a dead-letter subscriber's handler on the dead letter, settle the delivery; returns the outcome."""
+    return _settle(delivery, lambda: handler(read_dead_letter(delivery)), backoff)
+
+
+def _settle(delivery: Delivery, work: Callable[[], None], backoff: Backoff) -> str:
+    try:
+        work()
     except PermanentError as exc:
         log.warning(
             "dead-lettered",
@@ -84,11 +102,11 @@ def settle(
         return "dead_lettered"
     except TransientError as exc:
         log.info("requeued", queue=delivery.queue, message_id=delivery.message_id, reason=str(exc))
-        _requeue_later(delivery, backoff)
+        _requeue_later(delivery, backoff, str(exc))
         return "requeued"
-    except Exception:  # an unexpected bug must not kill the route: the delivery limit bounds it
+    except Exception as exc:  # an unexpected bug must not kill the route: the delivery limit bounds it
         log.exception("handler failed", queue=delivery.queue, message_id=delivery.message_id)
-        _requeue_later(delivery, backoff)
+        _requeue_later(delivery, backoff, f"unexpected {type(exc).__name__}: {exc}")
         return "requeued"
     delivery.ack()
     return "acked"
@@ -106,4 +124,23 @@ def envelope_consumer(
     return on_delivery
 
 
-__all__ = ["Backoff", "EnvelopeHandler", "check_type", "envelope_consumer", "exponential_backoff", "settle"]
+def dead_letter_consumer(handler: DeadLetterHandler, backoff: Backoff = exponential_backoff) -> DeliveryHandler:
+    """Adapt a dead-letter subscriber's handler to the transport's delivery callback."""
+
+    def on_delivery(delivery: Delivery) -> None:
+        settle_dead_letter(delivery, handler, backoff)
+
+    return on_delivery
+
+
+__all__ = [
+    "Backoff",
+    "DeadLetterHandler",
+    "EnvelopeHandler",
+    "check_type",
+    "dead_letter_consumer",
+    "envelope_consumer",
+    "exponential_backoff",
+    "settle",
+    "settle_dead_letter",
+]

@@ -19,6 +19,7 @@ from canonical_model.money import fits_currency, is_known_currency, minor_units,
 from canonical_model.order import OrderConfirmed, OrderLine, OrderRejected, OrderStatus, SalesOrder
 from canonical_model.party import Address, Contact, Customer
 from canonical_model.product import Product
+from canonical_model.truncation import truncate
 from crm_core.errors import InvalidRequest, NotFound
 from crm_core.models import (
     AddressRow,
@@ -37,6 +38,10 @@ from crm_core.outbox import add_event
 from crm_core.schemas import NewCustomer, NewOrder, NewSyncReject, OrderView, SyncRejectView
 
 SOURCE = "/crm"
+#: statuses an outcome may still settle: ``failed`` is not final, a replay may confirm or reject it
+UNSETTLED = (OrderStatus.PLACED.value, OrderStatus.FAILED.value)
+#: characters of a failure reason the CRM keeps
+FAILURE_REASON_MAX = 1000
 
 log = structlog.get_logger(__name__)
 
@@ -288,11 +293,25 @@ class CrmService:
                 raise NotFound("order", order_id)
             return _order_model(row)
 
-    def list_orders(self, order_ids: Iterable[str] | None = None) -> list[OrderView]:
+    def list_orders(
+        self,
+        order_ids: Iterable[str] | None = None,
+        *,
+        status: OrderStatus | None = None,
+        limit: int | None = None,
+    ) -> list[OrderView]:
+        """Orders oldest first; with ``status`` only those; with ``limit`` only the newest ``limit`` of them."""
         with self._sessions() as session:
-            query = select(OrderRow, CustomerRow.name).join(CustomerRow).order_by(OrderRow.created_at, OrderRow.id)
+            query = select(OrderRow, CustomerRow.name).join(CustomerRow)
             if order_ids is not None:
                 query = query.where(OrderRow.id.in_(list(order_ids)))
+            if status is not None:
+                query = query.where(OrderRow.status == status.value)
+            if limit is None:
+                rows = session.execute(query.order_by(OrderRow.created_at, OrderRow.id)).all()
+            else:
+                newest = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit)
+                rows = list(reversed(session.execute(newest).all()))
             return [
                 OrderView(
                     id=order.id,
@@ -308,7 +327,7 @@ class CrmService:
                     erp_net_value=order.erp_net_value,
                     net_value_mismatch=order.net_value_mismatch,
                 )
-                for order, name in session.execute(query).all()
+                for order, name in rows
             ]
 
     def get_order(self, order_id: str) -> OrderView:
@@ -389,7 +408,7 @@ class CrmService:
                 # one (even concurrently, on another connection) must not flip or mix it.
                 settled: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                     update(OrderRow)
-                    .where(OrderRow.id == order_id, OrderRow.status == OrderStatus.PLACED.value)
+                    .where(OrderRow.id == order_id, OrderRow.status.in_(UNSETTLED))
                     .values(
                         status=status.value,
                         erp_order_number=erp_order_number,
@@ -397,6 +416,8 @@ class CrmService:
                         rejection_reason=rejection_reason,
                         erp_net_value=erp_net_value,
                         net_value_mismatch=net_value_mismatch,
+                        failure_reason=None,
+                        failed_at=None,
                         updated_at=utcnow(),
                     )
                     .execution_options(synchronize_session=False)
@@ -404,6 +425,29 @@ class CrmService:
                 return bool(settled.rowcount == 1)
         except IntegrityError:
             return False  # a concurrent delivery of the same message won the claim
+
+    def mark_order_failed(self, order_id: str, reason: str) -> bool:
+        """Mark an order ``failed`` with ``reason`` (cut to ``FAILURE_REASON_MAX`` characters) because its
+        message was dead-lettered; True if marked.
+
+        Only an order without an outcome (``placed``, or ``failed`` before: the newer reason wins) is
+        marked; a confirmed or rejected order, or one the CRM does not have, is left alone (False).
+        Safe to repeat: one compare-and-set UPDATE, like ``_settle_order``.
+        """
+        now = utcnow()
+        with self._sessions() as session, session.begin():
+            marked: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+                update(OrderRow)
+                .where(OrderRow.id == order_id, OrderRow.status.in_(UNSETTLED))
+                .values(
+                    status=OrderStatus.FAILED.value,
+                    failure_reason=truncate(reason, FAILURE_REASON_MAX),
+                    failed_at=now,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(marked.rowcount == 1)
 
     def order_status(self, order_id: str) -> OrderStatus:
         with self._sessions() as session:
@@ -471,4 +515,4 @@ def net_value_differs(total: Decimal, currency: str, confirmed: OrderConfirmed) 
     return confirmed.net_value != total
 
 
-__all__ = ["SOURCE", "CrmService", "net_value_differs"]
+__all__ = ["FAILURE_REASON_MAX", "SOURCE", "UNSETTLED", "CrmService", "net_value_differs"]

@@ -16,8 +16,8 @@ from crm_core.migrate import upgrade
 from crm_core.outbox import OutboxRelay, PendingEvent
 from crm_core.services import CrmService
 from esb.config import EsbSettings
-from flows.catalogue import all_routes
-from flows.routes import Route, queue_name, topology
+from flows.catalogue import all_routes, dead_letter_routes
+from flows.routes import DeadLetterRoute, Route, queue_name, topology
 
 log = structlog.get_logger(__name__)
 
@@ -41,16 +41,17 @@ class Application:
         self.transport = build_transport(settings)
         self.erp = ErpClient(settings.erp)
         self.routes: list[Route] = all_routes(self.crm, self.erp, envelope_publisher(self.transport))
-        self.topology = topology(settings.namespace, self.routes)
+        self.dead_letter_routes: list[DeadLetterRoute] = dead_letter_routes(self.crm)
+        self.topology = topology(settings.namespace, self.routes, self.dead_letter_routes)
         self.transport.declare(self.topology)
         log.info(
             "application ready",
             transport=settings.transport,
             database=self.engine.url.render_as_string(hide_password=True),
-            routes=[r.name for r in self.routes],
+            routes=[r.name for r in self.routes] + [r.name for r in self.dead_letter_routes],
         )
 
-    def queue_of(self, route: Route) -> str:
+    def queue_of(self, route: Route | DeadLetterRoute) -> str:
         return queue_name(self.settings.namespace, route)
 
     def outbox_relay(self) -> OutboxRelay:

@@ -161,6 +161,31 @@ def outbox_release(ctx: click.Context, message_ids: tuple[str, ...], release_all
         raise click.ClickException(f"not parked: {shown}{more}")
 
 
+@cli.group()
+def orders() -> None:
+    """The CRM's orders."""
+
+
+@orders.command("list")
+@click.option("--status", type=click.Choice(["placed", "confirmed", "rejected", "failed"]), default=None)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True, help="The newest N orders.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def list_orders(ctx: click.Context, status: str | None, limit: int, output_format: str) -> None:
+    """List orders with their status and ERP order number, or why they were rejected or failed ("!": the
+    ERP's net value differs from the CRM's total)."""
+    from canonical_model.order import OrderStatus
+    from esb.orders import OrdersUnavailable, orders_json, read_orders, render_orders
+
+    settings = _settings(ctx)
+    assert settings.database_url is not None  # filled in by the settings validator
+    try:
+        views = read_orders(settings.database_url, status=OrderStatus(status) if status else None, limit=limit)
+    except OrdersUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(orders_json(views) if output_format == "json" else render_orders(views))
+
+
 def main() -> None:
     cli()
 

@@ -28,6 +28,10 @@ class WorkerSettings(BaseModel):
     #: how often the material master is pulled from the ERP; 0 turns the periodic pull off
     material_sync_seconds: float = Field(default=300.0, ge=0)
     outbox_batch_size: int = Field(default=500, ge=1)
+    #: seconds a route waits before requeueing a message that failed transiently, doubling per delivery
+    requeue_pause: float = Field(default=0.5, ge=0, le=60)
+    #: the longest such pause (keep it under the broker heartbeat and the embedded lease)
+    requeue_pause_max: float = Field(default=8.0, ge=0, le=60)
 
 
 class EsbSettings(BaseSettings):

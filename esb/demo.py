@@ -147,7 +147,7 @@ def render_table(views: list[OrderView]) -> str:
             v.status.value,
             (v.erp_order_number or "(no ERP number)")
             if v.status == OrderStatus.CONFIRMED
-            else (v.rejection_reason or ""),
+            else (v.rejection_reason or v.failure_reason or ""),
         )
         for v in views
     ]
@@ -186,6 +186,10 @@ def run_demo(settings: EsbSettings, *, out: TextIO = sys.stdout, timeout: float 
     pending = [v.id for v in views if v.status == OrderStatus.PLACED]
     if pending:
         say(f"{len(pending)} orders got no answer within {timeout:.0f} s: {', '.join(pending)}")
+        return 1
+    failed = [v.id for v in views if v.status == OrderStatus.FAILED]
+    if failed:
+        say(f"{len(failed)} orders failed (their messages were dead-lettered; the reasons are in the table above)")
         return 1
     return 0
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from types import TracebackType
 
 import structlog
 
+from connectors.base import DeliveryHandler
+from connectors.consumer import exponential_backoff
 from esb.app import Application
 from flows.material_sync import sync_materials
 
@@ -28,14 +31,19 @@ class Worker:
     def start(self) -> Worker:
         app = self._app
         prefetch = app.settings.worker.prefetch
-        for route in app.routes:
-            queue = app.queue_of(route)
-            handler = route.consumer()
+        backoff = partial(
+            exponential_backoff, first=app.settings.worker.requeue_pause, cap=app.settings.worker.requeue_pause_max
+        )
+        consumers: list[tuple[str, str, DeliveryHandler]] = [
+            (route.name, app.queue_of(route), route.consumer(backoff)) for route in app.routes
+        ]
+        consumers += [(route.name, app.queue_of(route), route.consumer(backoff)) for route in app.dead_letter_routes]
+        for name, queue, handler in consumers:
 
-            def consume(queue: str = queue, handler: Callable[..., None] = handler) -> None:
+            def consume(queue: str = queue, handler: DeliveryHandler = handler) -> None:
                 app.transport.consume(queue, handler, stop=self._stop, prefetch=prefetch)
 
-            self._spawn(f"route:{route.name}", consume)
+            self._spawn(f"route:{name}", consume)
         relay = app.outbox_relay()
         self._spawn("outbox-relay", lambda: relay.run(self._stop))
         interval = app.settings.worker.material_sync_seconds

@@ -6,9 +6,10 @@ from connectors.erp.client import ErpClient
 from connectors.publishing import EnvelopePublisher
 from crm_core.services import CrmService
 from flows.customer_sync import customer_to_erp_route
+from flows.order_failures import order_failures_route
 from flows.order_outcome import order_outcome_route
 from flows.order_to_erp import order_to_erp_route
-from flows.routes import Route
+from flows.routes import DeadLetterRoute, Route
 
 
 def all_routes(crm: CrmService, erp: ErpClient, publish: EnvelopePublisher) -> list[Route]:
@@ -19,4 +20,9 @@ def all_routes(crm: CrmService, erp: ErpClient, publish: EnvelopePublisher) -> l
     ]
 
 
-__all__ = ["all_routes"]
+def dead_letter_routes(crm: CrmService) -> list[DeadLetterRoute]:
+    """The routes reading the dead letter channel, each through its own queue."""
+    return [order_failures_route(crm)]
+
+
+__all__ = ["all_routes", "dead_letter_routes"]

@@ -37,7 +37,8 @@ class OrderToErp:
 
     def __call__(self, envelope: Envelope) -> None:
         order = data_of(envelope, SalesOrder)
-        if self._crm.order_status(order.id) != OrderStatus.PLACED:
+        # failed is not final: a replayed order.placed of a failed order is tried again
+        if self._crm.order_status(order.id) not in (OrderStatus.PLACED, OrderStatus.FAILED):
             log.info("order already settled; redelivery ignored", order_id=order.id, message_id=envelope.id)
             return
         correlation_id = envelope.correlationid or envelope.id

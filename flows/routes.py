@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from connectors.base import DeliveryHandler, QueueSpec, Topology
-from connectors.consumer import EnvelopeHandler, envelope_consumer
+from connectors.consumer import (
+    Backoff,
+    DeadLetterHandler,
+    EnvelopeHandler,
+    dead_letter_consumer,
+    envelope_consumer,
+    exponential_backoff,
+)
 
 
 @dataclass(frozen=True)
@@ -20,22 +27,43 @@ class Route:
     description: str
     delivery_limit: int = 5
 
-    def consumer(self) -> DeliveryHandler:
+    def consumer(self, backoff: Backoff = exponential_backoff) -> DeliveryHandler:
         """The route as a transport's delivery callback: an envelope whose type matches none of the
         route's bindings (topic patterns) is dead-lettered with the reason before the handler runs."""
-        return envelope_consumer(self.handler, accepts=self.bindings)
+        return envelope_consumer(self.handler, backoff, accepts=self.bindings)
 
 
-def queue_name(namespace: str, route: Route) -> str:
+@dataclass(frozen=True)
+class DeadLetterRoute:
+    """A route that reads the dead letter channel through a queue of its own (a dead-letter subscriber).
+
+    It sees every dead letter, whatever its type; what it cannot handle goes to the dead letter queue.
+    """
+
+    name: str
+    handler: DeadLetterHandler
+    description: str
+    delivery_limit: int = 5
+
+    def consumer(self, backoff: Backoff = exponential_backoff) -> DeliveryHandler:
+        """The route as a transport's delivery callback on its dead-letter subscriber queue."""
+        return dead_letter_consumer(self.handler, backoff)
+
+
+def queue_name(namespace: str, route: Route | DeadLetterRoute) -> str:
     return f"{namespace}.{route.name}"
 
 
-def topology(namespace: str, routes: Sequence[Route]) -> Topology:
-    """The exchange, queues and dead letter channel for ``routes`` under ``namespace``."""
+def topology(namespace: str, routes: Sequence[Route], dead_letter_routes: Sequence[DeadLetterRoute] = ()) -> Topology:
+    """The exchange, queues and dead letter channel for ``routes`` and ``dead_letter_routes`` under ``namespace``."""
     return Topology(
         queues=tuple(
             QueueSpec(name=queue_name(namespace, r), bindings=r.bindings, delivery_limit=r.delivery_limit)
             for r in routes
+        ),
+        dead_letter_subscribers=tuple(
+            QueueSpec(name=queue_name(namespace, r), bindings=(), delivery_limit=r.delivery_limit)
+            for r in dead_letter_routes
         ),
         exchange=f"{namespace}.events",
         dead_letter_exchange=f"{namespace}.dlx",
@@ -43,4 +71,4 @@ def topology(namespace: str, routes: Sequence[Route]) -> Topology:
     )
 
 
-__all__ = ["Route", "queue_name", "topology"]
+__all__ = ["DeadLetterRoute", "Route", "queue_name", "topology"]

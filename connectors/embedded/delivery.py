@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from connectors.base import DELIVERY_LIMIT_EXCEEDED, Delivery
+from connectors.base import Delivery, delivery_limit_reason
 from connectors.embedded.store import Claimed, LeaseLost, QueueInfo, Store
 
 
@@ -25,10 +25,10 @@ class EmbeddedDelivery(Delivery):
     def ack(self) -> None:
         self._settle(lambda: self._store.ack(self.claimed))
 
-    def requeue(self) -> None:
+    def requeue(self, last_error: str = "") -> None:
         limit = self._info.delivery_limit
         if limit is not None and self.previous_deliveries + 1 > limit:
-            self.dead_letter(DELIVERY_LIMIT_EXCEEDED, "DeliveryLimitExceeded")
+            self.dead_letter(delivery_limit_reason(last_error), "DeliveryLimitExceeded")
             return
         self._settle(lambda: self._store.requeue(self.claimed))
         self._on_requeue()

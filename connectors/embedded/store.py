@@ -93,6 +93,8 @@ class Store:
         with self._transaction("declare") as conn:
             self._upsert(conn, exchanges, [{"name": topology.exchange, "kind": "topic"}], ["name"])
             self._upsert(conn, exchanges, [{"name": topology.dead_letter_exchange, "kind": "fanout"}], ["name"])
+            final = topology.final_dead_letter_exchange
+            self._upsert(conn, exchanges, [{"name": final, "kind": "fanout"}], ["name"])
             rows = [
                 {
                     "name": spec.name,
@@ -100,6 +102,11 @@ class Store:
                     "dead_letter_exchange": topology.dead_letter_exchange,
                 }
                 for spec in topology.queues
+            ]
+            # a dead-letter subscriber's own dead letters go to the dead letter queue only, never back to it
+            rows += [
+                {"name": spec.name, "delivery_limit": spec.delivery_limit, "dead_letter_exchange": final}
+                for spec in topology.dead_letter_subscribers
             ]
             rows.append({"name": topology.dead_letter_queue, "delivery_limit": None, "dead_letter_exchange": None})
             self._upsert(conn, queues, rows, ["name"])
@@ -111,11 +118,17 @@ class Store:
             links.append(
                 {"exchange": topology.dead_letter_exchange, "queue": topology.dead_letter_queue, "pattern": ""}
             )
+            links += [
+                {"exchange": topology.dead_letter_exchange, "queue": spec.name, "pattern": ""}
+                for spec in topology.dead_letter_subscribers
+            ]
+            links.append({"exchange": final, "queue": topology.dead_letter_queue, "pattern": ""})
             self._upsert(conn, bindings, links, ["exchange", "queue", "pattern"])
 
     def delete(self, topology: Topology) -> None:
-        names = [spec.name for spec in topology.queues] + [topology.dead_letter_queue]
-        exchange_names = [topology.exchange, topology.dead_letter_exchange]
+        specs = (*topology.queues, *topology.dead_letter_subscribers)
+        names = [spec.name for spec in specs] + [topology.dead_letter_queue]
+        exchange_names = [topology.exchange, topology.dead_letter_exchange, topology.final_dead_letter_exchange]
         with self._transaction("delete") as conn:
             conn.execute(delete(messages).where(messages.c.queue.in_(names)))
             conn.execute(

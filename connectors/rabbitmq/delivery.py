@@ -9,7 +9,8 @@ from typing import Any
 
 import pika
 
-from connectors.base import DELIVERY_LIMIT_EXCEEDED, Delivery, HeaderValue, dead_letter_headers
+from connectors.base import Delivery, HeaderValue, dead_letter_headers, delivery_limit_reason
+from connectors.rabbitmq.deaths import X_DEATH, parse_x_death
 from connectors.rabbitmq.errors import translated
 from connectors.rabbitmq.publisher import PERSISTENT
 
@@ -20,7 +21,8 @@ _KEPT_PROPERTIES = ("content_type", "content_encoding", "correlation_id", "messa
 
 
 def plain_headers(headers: Mapping[str, Any]) -> dict[str, HeaderValue]:
-    """AMQP headers as the contract's ``str | int`` values (tables and lists, e.g. x-death, as text)."""
+    """AMQP headers as the contract's ``str | int`` values (tables and lists as text; x-death is also read as
+    ``Delivery.deaths``, see ``deaths``)."""
     plain: dict[str, HeaderValue] = {}
     for key, value in headers.items():
         if isinstance(value, bool):
@@ -58,6 +60,7 @@ class RabbitMQDelivery(Delivery):
         self.headers = plain_headers(self._raw_headers)
         self.queue = queue
         self.previous_deliveries = int(self._raw_headers.get(DELIVERY_COUNT) or 0)
+        self.deaths = parse_x_death(self._raw_headers.get(X_DEATH))
         self._channel = channel
         self._tag = method.delivery_tag
         self._properties = properties
@@ -70,11 +73,11 @@ class RabbitMQDelivery(Delivery):
         with self._settling("ack"):
             self._channel.basic_ack(self._tag)
 
-    def requeue(self) -> None:
+    def requeue(self, last_error: str = "") -> None:
         if self._delivery_limit is not None and self.previous_deliveries + 1 > self._delivery_limit:
             # The broker would dead-letter it at this very return too, but only with x-death;
             # doing it here puts the same reason headers on it as every other dead letter.
-            self.dead_letter(DELIVERY_LIMIT_EXCEEDED, "DeliveryLimitExceeded")
+            self.dead_letter(delivery_limit_reason(last_error), "DeliveryLimitExceeded")
             return
         with self._settling("requeue"):
             # reject, not nack: from RabbitMQ 4.3 only reject counts towards the delivery limit

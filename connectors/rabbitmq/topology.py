@@ -6,6 +6,11 @@ limit). Dead-lettering is at-least-once, which RabbitMQ only allows together wit
 ``x-overflow=reject-publish``: without both, a message on its way to the dead letter exchange
 can be lost when the broker restarts.
 
+Dead-letter subscribers are quorum queues of their own bound to the dead letter exchange (fanout),
+next to the dead letter queue. Their own dead letter exchange is the topology's
+``final_dead_letter_exchange``, bound to the dead letter queue only: a dead letter that its
+subscriber cannot handle ends in the dead letter queue instead of looping back into the subscriber.
+
 Declaring is idempotent; declaring an existing queue with other arguments fails with
 ``PRECONDITION_FAILED`` (RabbitMQ never changes a queue's arguments: delete it, or use a policy).
 """
@@ -20,11 +25,12 @@ DEAD_LETTER_QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
 
 
 def queue_arguments(spec: QueueSpec, topology: Topology) -> dict[str, Any]:
-    """The arguments of a route's queue."""
+    """The arguments of a route's queue, or of a dead-letter subscriber's (its own dead letter exchange)."""
+    subscriber = spec in topology.dead_letter_subscribers
     return {
         "x-queue-type": "quorum",
         "x-delivery-limit": spec.delivery_limit,
-        "x-dead-letter-exchange": topology.dead_letter_exchange,
+        "x-dead-letter-exchange": topology.final_dead_letter_exchange if subscriber else topology.dead_letter_exchange,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
@@ -36,17 +42,23 @@ def declare_topology(channel: Any, topology: Topology) -> None:
     channel.exchange_declare(topology.dead_letter_exchange, exchange_type="fanout", durable=True)
     channel.queue_declare(topology.dead_letter_queue, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
     channel.queue_bind(topology.dead_letter_queue, topology.dead_letter_exchange, routing_key="")
+    channel.exchange_declare(topology.final_dead_letter_exchange, exchange_type="fanout", durable=True)
+    channel.queue_bind(topology.dead_letter_queue, topology.final_dead_letter_exchange, routing_key="")
     for spec in topology.queues:
         channel.queue_declare(spec.name, durable=True, arguments=queue_arguments(spec, topology))
         for pattern in spec.bindings:
             channel.queue_bind(spec.name, topology.exchange, routing_key=pattern)
+    for spec in topology.dead_letter_subscribers:
+        channel.queue_declare(spec.name, durable=True, arguments=queue_arguments(spec, topology))
+        channel.queue_bind(spec.name, topology.dead_letter_exchange, routing_key="")
 
 
 def delete_topology(channel: Any, topology: Topology) -> None:
     """Delete queues and exchanges of ``topology`` (for tests and tools); missing ones are fine."""
-    for queue in (*(spec.name for spec in topology.queues), topology.dead_letter_queue):
+    specs = (*topology.queues, *topology.dead_letter_subscribers)
+    for queue in (*(spec.name for spec in specs), topology.dead_letter_queue):
         channel.queue_delete(queue)
-    for exchange in (topology.exchange, topology.dead_letter_exchange):
+    for exchange in (topology.exchange, topology.dead_letter_exchange, topology.final_dead_letter_exchange):
         channel.exchange_delete(exchange)
 
 

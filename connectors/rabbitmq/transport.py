@@ -93,12 +93,14 @@ class RabbitMQTransport(Transport):
         self._dead_letter_exchange = topology.dead_letter_exchange
         for spec in topology.queues:
             self._queues[spec.name] = (spec.delivery_limit, topology.dead_letter_exchange)
+        for spec in topology.dead_letter_subscribers:
+            self._queues[spec.name] = (spec.delivery_limit, topology.final_dead_letter_exchange)
         log.info("topology declared", exchange=topology.exchange, queues=[spec.name for spec in topology.queues])
 
     def delete(self, topology: Topology) -> None:
         """Delete the queues and exchanges of ``topology`` (tests, tools)."""
         self._admin("delete", lambda channel: delete_topology(channel, topology))
-        for spec in topology.queues:
+        for spec in (*topology.queues, *topology.dead_letter_subscribers):
             self._queues.pop(spec.name, None)
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:

@@ -26,8 +26,8 @@ class RecordingDelivery(Delivery):
     def ack(self) -> None:
         self.outcome, self.settled = ("ack",), True
 
-    def requeue(self) -> None:
-        self.outcome, self.settled = ("requeue",), True
+    def requeue(self, last_error: str = "") -> None:
+        self.outcome, self.settled = ("requeue", last_error), True
 
     def dead_letter(self, reason: str, error_type: str) -> None:
         self.outcome, self.settled = ("dead_letter", reason, error_type), True
@@ -85,7 +85,8 @@ def test_transient_and_unexpected_errors_requeue_after_a_growing_pause(error: Ex
 
     delivery = RecordingDelivery(VALID, previous_deliveries=3)
     assert settle(delivery, handler, backoff) == "requeued"
-    assert delivery.outcome == ("requeue",)
+    assert delivery.outcome[0] == "requeue"
+    assert str(error) in delivery.outcome[1], "the last error goes with the requeue, for a delivery-limit reason"
     assert pauses == [3]
 
 

@@ -271,6 +271,61 @@ class TransportContract:
         dead.ack()
         assert transport.get(self.orders(topology)) is None
 
+    @pytest.fixture
+    def subscribed(self, transport: Transport, unique_name: str) -> Iterator[Topology]:
+        """A topology with a dead-letter subscriber (delivery limit 1) next to the dead letter queue."""
+        name = f"{unique_name}s"
+        topology = Topology(
+            queues=(QueueSpec(f"{name}.orders", ("order.*",), delivery_limit=3),),
+            dead_letter_subscribers=(QueueSpec(f"{name}.failures", (), delivery_limit=1),),
+            exchange=f"{name}.events",
+            dead_letter_exchange=f"{name}.dlx",
+            dead_letter_queue=f"{name}.dead_letter",
+        )
+        transport.declare(topology)
+        yield topology
+        transport.delete(topology)  # type: ignore[attr-defined]
+
+    def test_every_dead_letter_subscriber_gets_its_own_copy(self, transport: Transport, subscribed: Topology) -> None:
+        transport.publish([message("order.placed", b"poison", "m-p", trace="t")])
+        get_eventually(transport, self.orders(subscribed)).dead_letter("no such customer", "InvalidMessage")
+        failures = subscribed.dead_letter_subscribers[0].name
+        for queue in (subscribed.dead_letter_queue, failures):
+            copy = get_eventually(transport, queue)
+            assert (copy.body, copy.message_id, copy.routing_key) == (b"poison", "m-p", "order.placed")
+            assert copy.headers[HEADER_ERROR_REASON] == "no such customer"
+            assert copy.headers[HEADER_FAILED_QUEUE] == self.orders(subscribed)
+            assert copy.headers["trace"] == "t"
+            copy.ack()
+
+    def test_a_subscribers_own_dead_letters_go_to_the_dead_letter_queue_only(
+        self, transport: Transport, subscribed: Topology
+    ) -> None:
+        failures = subscribed.dead_letter_subscribers[0].name
+        transport.publish([message("order.placed", b"a", "m-a"), message("order.placed", b"b", "m-b")])
+        for _ in range(2):
+            get_eventually(transport, self.orders(subscribed)).dead_letter("first death", "InvalidMessage")
+        # the subscriber cannot handle them: one permanently, one past its delivery limit (1)
+        get_eventually(transport, failures).dead_letter("the subscriber failed", "CrmError")
+        second = get_eventually(transport, failures)
+        second.requeue("crm down")
+        get_eventually(transport, failures).requeue("crm down")
+        bodies = []
+        for _ in range(4):  # the two first deaths and the subscriber's two
+            dead = get_eventually(transport, subscribed.dead_letter_queue)
+            bodies.append((dead.body, dead.headers[HEADER_ERROR_REASON], dead.headers[HEADER_FAILED_QUEUE]))
+            dead.ack()
+        assert sorted(bodies) == sorted(
+            [
+                (b"a", "first death", self.orders(subscribed)),
+                (b"b", "first death", self.orders(subscribed)),
+                (b"a", "the subscriber failed", failures),
+                (b"b", "delivery limit exceeded; last error: crm down", failures),
+            ]
+        )
+        assert transport.get(failures) is None, "a subscriber's dead letter never comes back to it"
+        assert transport.get(subscribed.dead_letter_queue) is None
+
     def test_single_consumer_sees_queue_order(self, transport: Transport, topology: Topology) -> None:
         for start in range(0, 200, 50):
             transport.publish([message("order.placed", str(i).encode(), f"m-{i}") for i in range(start, start + 50)])
@@ -486,6 +541,28 @@ class TestRabbitMQTransport(TransportContract):
             with suppress(Exception):
                 connection.channel().queue_delete(full)
             connection.close()
+
+    def test_the_brokers_own_dead_letters_reach_the_subscriber_with_x_death(
+        self, rabbitmq_url: str, transport: Transport, subscribed: Topology
+    ) -> None:
+        failures = subscribed.dead_letter_subscribers[0]
+        assert queue_arguments(failures, subscribed)["x-dead-letter-exchange"] == subscribed.final_dead_letter_exchange
+        transport.publish([message("order.placed", b"rejected by someone", "m-r")])
+        connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+        try:
+            channel = connection.channel()
+            method = None
+            while method is None:
+                method, _, _ = channel.basic_get(self.orders(subscribed), auto_ack=False)
+            channel.basic_reject(method.delivery_tag, requeue=False)
+        finally:
+            connection.close()
+        copy = get_eventually(transport, failures.name)
+        assert copy.body == b"rejected by someone" and copy.routing_key == "order.placed"
+        assert HEADER_ERROR_REASON not in copy.headers
+        assert [(d.reason, d.queue, d.count) for d in copy.deaths] == [("rejected", self.orders(subscribed), 1)]
+        assert copy.deaths[0].time is not None and copy.deaths[0].time.tzinfo is not None
+        copy.ack()
 
     def test_publisher_and_consumer_recover_from_a_lost_connection(self, rabbitmq_url: str, topology: Topology) -> None:
         broker = urlsplit(rabbitmq_url)
