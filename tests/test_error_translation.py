@@ -134,6 +134,10 @@ def lxml_text_errors() -> list[BaseException]:
 
 
 def erp_edge() -> AbstractContextManager[None]:
+    return erp_errors.translated("CreateCustomer", "corr-1")
+
+
+def erp_edge_with_request() -> AbstractContextManager[None]:
     return erp_errors.translated("CreateCustomer", "corr-1", {"CUSTOMER": {"NAME1": "Nordlicht\x0bTechnik GmbH"}})
 
 
@@ -146,8 +150,9 @@ def test_every_erp_library_error_is_translated(base: type[BaseException]) -> Non
 
 def test_lxml_text_errors_are_translated_at_the_erp_edge() -> None:
     for error in lxml_text_errors():
-        out = raised_through(erp_edge, error)
+        out = raised_through(erp_edge_with_request, error)
         assert isinstance(out, PermanentError) and out.__cause__ is error
+        assert "CUSTOMER.NAME1" in str(out)
     # the same error without a request that explains it is still named, not unexpected
     out = raised_through(lambda: erp_errors.translated("CreateCustomer", None), lxml_text_errors()[0])
     assert isinstance(out, PermanentError) and "XML 1.0" in str(out)

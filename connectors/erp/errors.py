@@ -277,12 +277,12 @@ TRANSLATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...],
         ),
         _said("unreadable answer from the ERP ({kind}): {error}", BackOfficeUnavailable),
     ),
-    (ValueError, _unencodable),
+    # anything else requests raises (broken chunked answer, too many redirects ...) is a failed exchange
+    (requests.RequestException, _said("ERP exchange failed ({kind}): {error}", BackOfficeUnavailable)),
+    (ValueError, _unencodable),  # after requests': some of its errors are ValueErrors too
     # lxml errors the ERP exchange does not otherwise meet (XPath, XSLT, schema, C14N, serialisation)
     (etree.Error, _said("ERP request or answer not processable ({kind}): {error}", RequestRejected)),
     (zeep.exceptions.Error, _said("ERP exchange failed in zeep ({kind}): {error}", RequestRejected)),
-    # anything else requests raises (broken chunked answer, too many redirects ...) is a failed exchange
-    (requests.RequestException, _said("ERP exchange failed ({kind}): {error}", BackOfficeUnavailable)),
 )
 
 
