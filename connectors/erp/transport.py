@@ -1,6 +1,6 @@
 """zeep's HTTP transport, made to read what ERPs and the proxies in front of them really answer.
 
-Two things happen to every SOAP answer before zeep sees it:
+Two things happen to every SOAP answer before zeep sees it (the first also to the WSDL):
 
 - leading whitespace and UTF-8 byte order marks are dropped: an XML declaration must be the first
   thing in a document, so an answer starting ``"\\n<?xml ...?>"`` is unreadable to lxml although
@@ -98,6 +98,11 @@ class ErpTransport(zeep.Transport):
                     what=what,
                 )
         return response
+
+    def _load_remote_data(self, url: str) -> bytes:
+        """The WSDL (or an imported schema), read with the same tolerance for leading noise."""
+        content: bytes = super()._load_remote_data(url)  # type: ignore[no-untyped-call]
+        return without_leading_noise(content)
 
 
 __all__ = ["SOAP11_ENVELOPE_NS", "ErpTransport", "NotSoapAnswer", "describe_body", "without_leading_noise"]

@@ -31,6 +31,10 @@ class FakeSoapServer:
         self._server = server
         self.answer = Answer()
         self.posts = 0
+        #: bytes served before the WSDL (a newline, a byte order mark ...)
+        self.wsdl_prefix = b""
+        #: the headers of every POST
+        self.headers: list[dict[str, str]] = []
         host, port = server.server_address[:2]
         self.url = f"http://{host!s}:{port}/erp"
 
@@ -45,11 +49,12 @@ def fake_soap_server() -> Iterator[FakeSoapServer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self._reply(200, "text/xml; charset=utf-8", WSDL)
+            self._reply(200, "text/xml; charset=utf-8", fake.wsdl_prefix + WSDL)
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             fake.posts += 1
+            fake.headers.append(dict(self.headers))
             answer = fake.answer
             self._reply(answer.status, answer.content_type, answer.body)
 

@@ -225,6 +225,23 @@ def test_a_200_answer_that_is_xml_of_another_kind_is_unreadable(fake: FakeSoapSe
         fake_client.list_materials()
 
 
+def test_a_wsdl_with_a_newline_before_the_declaration_is_read(real_materials_answer: bytes) -> None:
+    with fake_soap_server() as fake, ErpClient(settings(fake.url)) as client:
+        fake.wsdl_prefix = b"\n\xef\xbb\xbf"
+        fake.answer_with(200, b"\n" + real_materials_answer)
+        assert client.list_materials()
+
+
+def test_a_correlation_id_unfit_for_a_header_does_not_break_the_call(
+    fake: FakeSoapServer, fake_client: ErpClient, real_materials_answer: bytes
+) -> None:
+    fake.answer_with(200, real_materials_answer)
+    fake.headers.clear()
+    assert fake_client.list_materials(correlation_id="c-1\r\nX-Injected: 1 \u4e2d" + "x" * 500)
+    sent = fake.headers[-1]["X-Correlation-ID"]
+    assert sent.startswith("c-1??X-Injected: 1 ?") and len(sent) <= 128 and "X-Injected" not in fake.headers[-1]
+
+
 # -- case 2 at the ERP edge: text XML 1.0 cannot carry ---------------------------------------------
 
 
