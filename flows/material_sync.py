@@ -7,6 +7,7 @@ import structlog
 from canonical_model.product import Product
 from connectors.erp.client import ErpClient
 from crm_core.services import CrmService
+from flows.payloads import answers_validated
 from mappings import load_mapping
 
 log = structlog.get_logger(__name__)
@@ -14,6 +15,7 @@ log = structlog.get_logger(__name__)
 CURSOR = "erp.materials"
 
 
+@answers_validated("the ERP's material page")  # Product is built from it
 def sync_materials(crm: CrmService, erp: ErpClient, *, page_size: int = 500) -> int:
     """Copy materials changed since the last run; returns how many products were written.
 
