@@ -28,6 +28,8 @@ _FAULT_PATH = f"{{{SOAP11_ENVELOPE_NS}}}Body/{{{SOAP11_ENVELOPE_NS}}}Fault"
 _SUCCESS = frozenset({200, 201, 202})
 _UTF8_BOM = b"\xef\xbb\xbf"
 _LEADING = b" \t\r\n"
+#: characters of a parser message kept (it goes into errors and logs)
+_REASON_LIMIT = 200
 #: only for the error path: no DTD loading, no entities, no network, no huge trees
 _CHECK_PARSER_OPTIONS: dict[str, Any] = {
     "resolve_entities": False,
@@ -71,7 +73,8 @@ def describe_body(content: bytes) -> tuple[bool, str]:
     try:
         root = etree.fromstring(content, parser)
     except etree.XMLSyntaxError as exc:
-        return False, f"not XML ({exc.msg})"
+        reason = exc.msg if len(exc.msg) <= _REASON_LIMIT else exc.msg[:_REASON_LIMIT] + "...[truncated]"
+        return False, f"not XML ({reason})"
     if root.find(_FAULT_PATH) is not None and root.tag == f"{{{SOAP11_ENVELOPE_NS}}}Envelope":
         return True, "a SOAP fault"
     return False, f"<{etree.QName(root).localname}> document"
