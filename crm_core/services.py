@@ -20,6 +20,7 @@ from canonical_model.order import OrderConfirmed, OrderLine, OrderRejected, Orde
 from canonical_model.party import Address, Contact, Customer
 from canonical_model.product import Product
 from canonical_model.truncation import truncate
+from crm_core.db_errors import translate_errors
 from crm_core.errors import InvalidRequest, NotFound
 from crm_core.models import (
     AddressRow,
@@ -81,6 +82,7 @@ def _order_model(row: OrderRow) -> SalesOrder:
     )
 
 
+@translate_errors  # SQLAlchemy/pydantic errors escaping a public method: transient or permanent, named
 class CrmService:
     """Customers, products, orders, cross-references and sync cursors of the CRM."""
 

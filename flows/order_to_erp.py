@@ -19,7 +19,7 @@ from crm_core.errors import NotFound
 from crm_core.services import CrmService
 from flows.erp_confirmation import confirmation_of
 from flows.erp_customer import ensure_erp_customer, in_canonical_terms
-from flows.payloads import data_of
+from flows.payloads import answers_validated, data_of
 from flows.routes import Route
 from mappings import load_mapping
 
@@ -53,6 +53,7 @@ class OrderToErp:
         # A redelivered order.placed yields the same outcome id: the CRM applies it once.
         self._publish(Envelope.new(kind, outcome, source=SOURCE, cause=envelope, deterministic=True))
 
+    @answers_validated("the ERP's answer to CreateSalesOrder")  # OrderConfirmed is built from it
     def _confirm(self, order: SalesOrder, correlation_id: str) -> OrderConfirmed:
         try:
             customer = self._crm.get_customer(order.customer_id)

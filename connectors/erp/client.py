@@ -31,6 +31,7 @@ from zeep.helpers import serialize_object
 from connectors.erp.errors import SYSTEM, never_sent, retryable, translated
 from connectors.erp.results import ChangeBatch, CustomerCreated, MaterialSaved, Record, SalesOrderResult
 from connectors.erp.settings import ErpSettings
+from connectors.erp.transport import ErpTransport
 
 log = structlog.get_logger(__name__)
 
@@ -45,9 +46,20 @@ T = TypeVar("T")
 
 # zeep is not annotated: its entry points, typed once here
 _zeep_client: Any = zeep.Client
-_zeep_transport: Any = zeep.Transport
+_zeep_transport: Any = ErpTransport
 _zeep_document: Any = zeep.wsdl.Document
 _serialize: Any = serialize_object
+
+
+#: a header value built from input: bounded, printable ASCII only (requests refuses line breaks,
+#: http.client anything outside Latin-1)
+_HEADER_LIMIT = 128
+
+
+def header_value(text: str) -> str:
+    """``text`` fit for an HTTP header: other characters become ``?``, cut to ``_HEADER_LIMIT``."""
+    safe = "".join(c if " " <= c <= "~" else "?" for c in text[: _HEADER_LIMIT + 1]).strip()
+    return safe if len(safe) <= _HEADER_LIMIT else safe[: _HEADER_LIMIT - 3] + "..."
 
 
 def _redacted(url: str) -> str:
@@ -189,12 +201,12 @@ class ErpClient:
         def attempt() -> Any:
             service, session = self._service()
             if correlation_id:  # for the ERP's log; the session is this thread's own
-                session.headers[CORRELATION_HEADER] = correlation_id
+                session.headers[CORRELATION_HEADER] = header_value(correlation_id)
             else:
                 session.headers.pop(CORRELATION_HEADER, None)
             return getattr(service, operation)(**params)
 
-        with translated(operation, correlation_id):
+        with translated(operation, correlation_id, params):
             answer = self._retrying(attempt, retryable if idempotent else never_sent, bound)
         bound.debug("erp call done")
         return _serialize(answer, target_cls=dict)

@@ -1,24 +1,44 @@
-"""The one place where requests' and zeep's errors become crm-esb's (``canonical_model.errors``).
+"""The one place where requests', zeep's and lxml's errors become crm-esb's (``canonical_model.errors``).
 
-    requests Timeout                       -> ConnectorTimeout        (transient)
-    requests ConnectionError               -> BackOfficeUnavailable   (transient)
-    HTTP 5xx without a SOAP fault          -> BackOfficeUnavailable   (transient)
-    soap:Server fault                      -> BackOfficeUnavailable   (transient)
-    unreadable answer (not XML / not SOAP) -> BackOfficeUnavailable   (transient)
-    any other requests error               -> BackOfficeUnavailable   (transient)
-    soap:Client fault, ErpFault detail     -> BusinessRejection(code, field, value)
-    soap:Client fault SCHEMA_INVALID/other -> RequestRejected
-    HTTP 4xx (401 ...)                     -> RequestRejected
-    request not buildable from the WSDL    -> RequestRejected
+The table (``TRANSLATIONS``, first match wins; a test walks every subclass of each library's base
+error through it)::
+
+    requests Timeout                                -> ConnectorTimeout        (transient)
+    requests ConnectionError, TooManyRedirects, ... -> BackOfficeUnavailable   (transient)
+    requests InvalidHeader / InvalidURL / ...       -> RequestRejected         (this request cannot be sent)
+    SOAP fault, code Server.* / Receiver.*          -> BackOfficeUnavailable   (transient)
+    SOAP fault, code Client.* / Sender.* with the
+      ERP's ErpFault detail (not SCHEMA_INVALID)    -> BusinessRejection(code, field, value)
+    any other SOAP fault (SCHEMA_INVALID, no detail,
+      VersionMismatch, unknown code or namespace)   -> RequestRejected         (naming the fault code)
+    HTTP 5xx (or 3xx) without a SOAP fault          -> BackOfficeUnavailable   (naming status and content type)
+    HTTP 4xx without a SOAP fault                   -> RequestRejected         (naming status and content type)
+    answer unreadable (not XML, not a SOAP envelope,
+      DTD/entities, unexpected element, bad WSDL)   -> BackOfficeUnavailable   (with the parser's reason: the
+                                                       ERP may have committed; the idempotency key makes
+                                                       the retry safe)
+    request does not fit the WSDL (zeep
+      ValidationError, TypeError, LookupError ...)  -> RequestRejected
+    text XML 1.0 cannot carry (lxml ValueError)     -> MappingError(ERP field path, value)
+    any other lxml error                            -> RequestRejected
+    any other zeep error / requests error           -> RequestRejected / BackOfficeUnavailable
+
+A fault code is classified by the first segment of its local name (SOAP 1.1 section 4.4.1 dot
+notation: ``soap:Server.userException`` is a Server fault); a prefix that names a namespace other
+than SOAP's makes the code unknown. Whether an HTTP failure holds a SOAP fault at all is decided
+by ``connectors.erp.transport`` (``NotSoapAnswer``), which sees the status and the content type.
 
 Which failures are retried inside the connector is decided here too (``retryable``): transport
-failures only, never a SOAP fault.
+failures only, never a SOAP fault. Every text taken from the answer or the request is clipped to
+``TEXT_LIMIT`` characters (with a marker) before it goes into a message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -31,14 +51,30 @@ from canonical_model.errors import (
     BusinessRejection,
     ConnectorTimeout,
     EsbError,
+    MappingError,
     RequestRejected,
 )
+from connectors.erp.transport import SOAP11_ENVELOPE_NS, NotSoapAnswer, describe_body
 
 SYSTEM = "erp"
 NAMESPACE = "urn:crm-esb:erp:v1"
 SCHEMA_INVALID = "SCHEMA_INVALID"
 #: HTTP statuses after which the same request may well succeed
 RETRY_STATUSES = frozenset({502, 503, 504})
+#: characters of outside text (fault strings, parser messages, values) kept in a message
+TEXT_LIMIT = 200
+SOAP12_ENVELOPE_NS = "http://www.w3.org/2003/05/soap-envelope"
+#: fault code classes (first segment of the local name), SOAP 1.1 names and their SOAP 1.2 twins
+SERVER_FAULTS = frozenset({"Server", "Receiver"})
+CLIENT_FAULTS = frozenset({"Client", "Sender"})
+#: characters outside XML 1.0's Char production (lxml refuses them with a ValueError)
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def clip(text: object, limit: int = TEXT_LIMIT) -> str:
+    """``str(text)`` cut to ``limit`` characters, marked when cut."""
+    value = str(text)
+    return value if len(value) <= limit else f"{value[:limit]}...[{len(value) - limit} more chars]"
 
 
 def http_status(exc: BaseException) -> int | None:
@@ -81,67 +117,198 @@ def erp_fault_detail(detail: Any) -> dict[str, str | None] | None:
 Where = dict[str, str | None]
 
 
-def _fault(exc: zeep.exceptions.Fault, where: Where) -> EsbError:
-    kind = str(exc.code or "").rpartition(":")[2]
+@dataclass(frozen=True)
+class Call:
+    """What a translation may name: the operation, the correlation id and the request's parameters."""
+
+    operation: str
+    correlation_id: str | None = None
+    request: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> Where:
+        return {"system": SYSTEM, "operation": self.operation, "correlation_id": self.correlation_id}
+
+
+def fault_class(code: object, detail: Any = None) -> str | None:
+    """The first segment of a fault code's local name (``soap:Server.userException`` -> ``Server``).
+
+    ``None`` when the code is empty or its prefix (resolved through ``detail``'s in-scope
+    namespaces, when there is a detail element) names a namespace other than SOAP 1.1's or 1.2's:
+    such a code is the server's own, not one of SOAP's classes. Clark notation (``{ns}local``) works too.
+    """
+    text = str(code or "").strip()
+    namespace: str | None = None
+    if text.startswith("{"):
+        namespace, _, local = text[1:].partition("}")
+    else:
+        prefix, colon, local = text.rpartition(":")
+        if colon and isinstance(detail, etree._Element):
+            namespace = detail.nsmap.get(prefix)
+    if namespace is not None and namespace not in (SOAP11_ENVELOPE_NS, SOAP12_ENVELOPE_NS):
+        return None
+    return local.split(".", 1)[0] or None
+
+
+def _fault(exc: zeep.exceptions.Fault, call: Call) -> EsbError:
+    kind = fault_class(exc.code, exc.detail)
     detail = erp_fault_detail(exc.detail)
-    if kind == "Server":
-        return BackOfficeUnavailable(f"ERP failed: {exc.message}", **where)
-    if kind != "Client" or detail is None or detail.get("CODE") in (None, SCHEMA_INVALID):
-        # SCHEMA_INVALID, MustUnderstand, VersionMismatch, or a fault without our detail: the request itself
-        return RequestRejected(f"ERP refused the request: {exc.message}", **where)
-    return BusinessRejection(
-        detail.get("TEXT") or str(exc.message),
-        code=str(detail["CODE"]),
-        field=detail.get("FIELD"),
-        value=detail.get("VALUE"),
-        **where,
-    )
+    code = clip(exc.code or "no fault code", 80)
+    said = clip(exc.message or "")
+    if kind in SERVER_FAULTS:
+        return BackOfficeUnavailable(f"ERP failed ({code}): {said}", **call.where)
+    if kind in CLIENT_FAULTS and detail is not None and detail.get("CODE") not in (None, SCHEMA_INVALID):
+        return BusinessRejection(
+            clip(detail.get("TEXT") or said),
+            code=clip(detail["CODE"], 80),
+            field=None if detail.get("FIELD") is None else clip(detail["FIELD"], 120),
+            value=None if detail.get("VALUE") is None else clip(detail["VALUE"]),
+            **call.where,
+        )
+    # SCHEMA_INVALID, MustUnderstand, VersionMismatch, a Client fault without our detail, or a code
+    # we cannot classify: the request itself, and an operator should see the code
+    erp_code = f" [{clip(detail['CODE'], 80)}]" if detail and detail.get("CODE") else ""
+    return RequestRejected(f"ERP refused the request ({code}){erp_code}: {said}", **call.where)
 
 
-def _status(exc: BaseException, where: Where) -> EsbError:
+def _status(exc: BaseException, call: Call) -> EsbError:
     status = http_status(exc)
+    if isinstance(exc, NotSoapAnswer):
+        said = f"ERP answered HTTP {status} ({clip(exc.content_type or 'no content type', 80)}) with {clip(exc.what)}"
+    elif isinstance(exc, zeep.exceptions.TransportError) and exc.content is not None:
+        # zeep's "invalid XML" path: say why, in the parser's words
+        said = f"unreadable answer from the ERP (HTTP {status}): {clip(describe_body(exc.content)[1])}"
+    else:
+        said = f"ERP answered HTTP {status}"
     if status is not None and 400 <= status < 500:
         hint = " (check the ERP user and password)" if status in (401, 403) else ""
-        return RequestRejected(f"ERP answered HTTP {status}{hint}", **where)
-    return BackOfficeUnavailable(f"ERP answered HTTP {status}", **where)
+        return RequestRejected(f"{said}{hint}", **call.where)
+    return BackOfficeUnavailable(said, **call.where)
 
 
-#: first match wins: (library error, how to say it in crm-esb's terms)
-TRANSLATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Callable[..., EsbError]], ...] = (
-    (requests.Timeout, lambda exc, where: ConnectorTimeout(f"ERP did not answer in time: {exc}", **where)),
-    (requests.ConnectionError, lambda exc, where: BackOfficeUnavailable(f"ERP unreachable: {exc}", **where)),
+def unencodable_text(request: Any, path: str = "") -> tuple[str, str, int] | None:
+    """(field path, text, position) of the first string in ``request`` holding a character XML 1.0 cannot carry.
+
+    Paths are the ERP's, as in its fault details: ``CUSTOMER.NAME1``, ``ITEMS.ITEM[0].MATNR``.
+    """
+    if isinstance(request, str):
+        found = NOT_XML_CHAR.search(request)
+        return (path, request, found.start()) if found else None
+    if isinstance(request, Mapping):
+        items: Iterator[tuple[str, Any]] = ((f"{path}.{key}" if path else str(key), v) for key, v in request.items())
+    elif isinstance(request, list | tuple):
+        items = ((f"{path}[{index}]", v) for index, v in enumerate(request))
+    else:
+        return None
+    for where, value in items:
+        found_in = unencodable_text(value, where)
+        if found_in is not None:
+            return found_in
+    return None
+
+
+def _unencodable(exc: ValueError, call: Call) -> EsbError | None:
+    """lxml refused text of the request: name the field and the value; any other ValueError is a bug."""
+    found = unencodable_text(call.request)
+    if found is None:
+        if str(exc).startswith("All strings must be XML compatible"):
+            return RequestRejected(f"request holds text XML 1.0 cannot carry: {clip(exc)}", **call.where)
+        return None
+    path, text, position = found
+    shown = clip(text, 120)
+    error = MappingError(
+        path,
+        shown,
+        f"U+{ord(text[position]):04X} at position {position} cannot be carried in XML 1.0 (ERP {call.operation})",
+    )
+    error.system, error.operation, error.correlation_id = SYSTEM, call.operation, call.correlation_id
+    return error
+
+
+def _said(template: str, make: type[EsbError]) -> Callable[[BaseException, Call], EsbError]:
+    def translation(exc: BaseException, call: Call) -> EsbError:
+        return make(template.format(kind=type(exc).__name__, error=clip(str(exc) or repr(exc))), **call.where)
+
+    return translation
+
+
+Translation = Callable[[Any, Call], EsbError | None]
+
+#: first match wins: (library error, how to say it in crm-esb's terms); a translation returning
+#: None leaves the error as it is (a bug, "unexpected")
+TRANSLATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Translation], ...] = (
+    (requests.Timeout, _said("ERP did not answer in time: {error}", ConnectorTimeout)),
+    (requests.ConnectionError, _said("ERP unreachable: {error}", BackOfficeUnavailable)),
+    (
+        # built from our settings or input (a correlation id with a line break): no retry can help
+        (
+            requests.exceptions.InvalidHeader,
+            requests.exceptions.InvalidURL,
+            requests.exceptions.URLRequired,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema,
+        ),
+        _said("ERP request cannot be sent ({kind}): {error}", RequestRejected),
+    ),
     (zeep.exceptions.Fault, _fault),
     ((zeep.exceptions.TransportError, requests.HTTPError), _status),
     (
-        (zeep.exceptions.ValidationError, TypeError),  # zeep raises TypeError for an element the WSDL lacks
-        lambda exc, where: RequestRejected(f"request does not match the ERP's WSDL: {exc}", **where),
+        (
+            zeep.exceptions.ValidationError,
+            TypeError,  # zeep raises TypeError for an element the WSDL lacks
+            zeep.exceptions.LookupError,
+            zeep.exceptions.NamespaceError,
+            zeep.exceptions.IncompleteOperation,
+        ),
+        _said("request does not match the ERP's WSDL ({kind}): {error}", RequestRejected),
     ),
     (
-        (zeep.exceptions.XMLSyntaxError, zeep.exceptions.XMLParseError, etree.XMLSyntaxError),
-        lambda exc, where: BackOfficeUnavailable(f"unreadable answer from the ERP: {exc}", **where),
+        (
+            zeep.exceptions.XMLSyntaxError,
+            zeep.exceptions.XMLParseError,
+            zeep.exceptions.UnexpectedElementError,
+            zeep.exceptions.IncompleteMessage,
+            zeep.exceptions.DTDForbidden,
+            zeep.exceptions.EntitiesForbidden,
+            zeep.exceptions.ExternalReferenceForbidden,
+            zeep.exceptions.SignatureVerificationFailed,
+            zeep.exceptions.WsdlSyntaxError,
+            etree.ParseError,
+        ),
+        _said("unreadable answer from the ERP ({kind}): {error}", BackOfficeUnavailable),
     ),
-    # anything else requests raises (broken chunked answer, ...) is a failed exchange too
-    (requests.RequestException, lambda exc, where: BackOfficeUnavailable(f"ERP exchange failed: {exc}", **where)),
+    # anything else requests raises (broken chunked answer, too many redirects ...) is a failed exchange
+    (requests.RequestException, _said("ERP exchange failed ({kind}): {error}", BackOfficeUnavailable)),
+    (ValueError, _unencodable),  # after requests': some of its errors are ValueErrors too
+    # lxml errors the ERP exchange does not otherwise meet (XPath, XSLT, schema, C14N, serialisation)
+    (etree.Error, _said("ERP request or answer not processable ({kind}): {error}", RequestRejected)),
+    (zeep.exceptions.Error, _said("ERP exchange failed in zeep ({kind}): {error}", RequestRejected)),
 )
 
 
-def translate(exc: BaseException, operation: str, correlation_id: str | None) -> EsbError | None:
-    where: Where = {"system": SYSTEM, "operation": operation, "correlation_id": correlation_id}
+def translate(
+    exc: BaseException, operation: str, correlation_id: str | None, request: Mapping[str, Any] | None = None
+) -> EsbError | None:
+    """``exc`` in crm-esb's terms, or None when it is none of the library errors above (a bug)."""
+    call = Call(operation, correlation_id, request or {})
     for types, make in TRANSLATIONS:
         if isinstance(exc, types):
-            return make(exc, where)
+            return make(exc, call)
     return None
 
 
 @contextmanager
-def translated(operation: str, correlation_id: str | None) -> Iterator[None]:
-    """Re-raise library errors from the block as crm-esb errors, the original kept as ``__cause__``."""
+def translated(operation: str, correlation_id: str | None, request: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """Re-raise library errors from the block as crm-esb errors, the original kept as ``__cause__``.
+
+    ``request`` (the operation's parameters) lets a refused text be traced to its field.
+    """
     try:
         yield
     except EsbError:
         raise
     except Exception as exc:
-        error = translate(exc, operation, correlation_id)
+        error = translate(exc, operation, correlation_id, request)
         if error is None:
             raise
         raise error from exc
@@ -150,11 +317,16 @@ def translated(operation: str, correlation_id: str | None) -> Iterator[None]:
 __all__ = [
     "RETRY_STATUSES",
     "SYSTEM",
+    "TEXT_LIMIT",
     "TRANSLATIONS",
+    "Call",
+    "clip",
     "erp_fault_detail",
+    "fault_class",
     "http_status",
     "never_sent",
     "retryable",
     "translate",
     "translated",
+    "unencodable_text",
 ]
