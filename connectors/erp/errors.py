@@ -8,8 +8,9 @@ error through it)::
     requests InvalidHeader / InvalidURL / ...       -> RequestRejected         (this request cannot be sent)
     SOAP fault, code Server.* / Receiver.*          -> BackOfficeUnavailable   (transient)
     SOAP fault, code Client.* / Sender.* with the
-      ERP's ErpFault detail (not SCHEMA_INVALID)    -> BusinessRejection(code, field, value)
-    any other SOAP fault (SCHEMA_INVALID, no detail,
+      ERP's ErpFault detail (not a request code)    -> BusinessRejection(code, field, value)
+    any other SOAP fault (SCHEMA_INVALID, REQUEST_TOO_*,
+      UNSUPPORTED_MEDIA_TYPE, no detail,
       VersionMismatch, unknown code or namespace)   -> RequestRejected         (naming the fault code)
     HTTP 5xx (or 3xx) without a SOAP fault          -> BackOfficeUnavailable   (naming status and content type)
     HTTP 4xx without a SOAP fault                   -> RequestRejected         (naming status and content type)
@@ -59,6 +60,10 @@ from connectors.erp.transport import SOAP11_ENVELOPE_NS, NotSoapAnswer, describe
 SYSTEM = "erp"
 NAMESPACE = "urn:crm-esb:erp:v1"
 SCHEMA_INVALID = "SCHEMA_INVALID"
+#: ErpFault codes that refuse the request itself (its shape, size or media type), not its business content
+REQUEST_FAULT_CODES = frozenset(
+    {SCHEMA_INVALID, "REQUEST_TOO_LARGE", "REQUEST_TOO_COMPLEX", "UNSUPPORTED_MEDIA_TYPE", "VERSION_MISMATCH"}
+)
 #: HTTP statuses after which the same request may well succeed
 RETRY_STATUSES = frozenset({502, 503, 504})
 #: characters of outside text (fault strings, parser messages, values) kept in a message
@@ -157,7 +162,7 @@ def _fault(exc: zeep.exceptions.Fault, call: Call) -> EsbError:
     said = clip(exc.message or "")
     if kind in SERVER_FAULTS:
         return BackOfficeUnavailable(f"ERP failed ({code}): {said}", **call.where)
-    if kind in CLIENT_FAULTS and detail is not None and detail.get("CODE") not in (None, SCHEMA_INVALID):
+    if kind in CLIENT_FAULTS and detail is not None and detail.get("CODE") not in (None, *REQUEST_FAULT_CODES):
         return BusinessRejection(
             clip(detail.get("TEXT") or said),
             code=clip(detail["CODE"], 80),

@@ -316,3 +316,19 @@ def test_threads_share_one_download_and_parse_of_the_wsdl(quiet_erp: ErpServerPr
             results = list(pool.map(work, range(16)))
     assert all(count >= 6 and reused for count, reused in results)
     assert quiet_erp.stats()["wsdl"] == 1, "one download for every thread"
+
+
+def test_a_request_over_the_erps_limits_is_a_request_rejection_not_a_business_one(tmp_path: Path) -> None:
+    """REQUEST_TOO_COMPLEX refuses the request's shape, like SCHEMA_INVALID: no business reason to report."""
+    from backoffice.erp.limits import RequestLimits
+
+    with (
+        ErpServerProcess(tmp_path / "erp.db", seed=True, limits=RequestLimits(max_elements=40)) as small,
+        ErpClient(fast(small.url, retries=1)) as c,
+    ):
+        items = [{"MATNR": "MAT-1001", "KWMENGE": 1} for _ in range(30)]
+        with pytest.raises(RequestRejected) as caught:
+            c.create_sales_order("k-" + uuid.uuid4().hex, {"KUNNR": "0000100001"}, items)
+        assert "REQUEST_TOO_COMPLEX" in caught.value.message
+        assert not isinstance(caught.value, BusinessRejection)
+        assert small.calls("CreateSalesOrder") == 0  # refused before the operation ran
