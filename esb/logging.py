@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Literal
 
 import structlog
@@ -81,6 +83,22 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "console") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, numeric))
     for quiet in QUIET_LOGGERS:
         logging.getLogger(quiet).setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.CRITICAL)
+    if fmt == "json":
+        # a bug's traceback would be printed as plain lines: log it as one JSON line instead
+        sys.excepthook = _log_uncaught
+        threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    logging.getLogger("esb").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or args.exc_type is SystemExit:
+        return
+    thread = args.thread.name if args.thread else None
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+    logging.getLogger("esb").critical("uncaught exception in thread %s", thread, exc_info=exc_info)
 
 
 class _StderrProxy:
