@@ -242,7 +242,7 @@ class RabbitMQTransport(Transport):
 
     def _open_admin_channel(self) -> Any:
         if self._admin_connection is None or not self._admin_connection.is_open:
-            self._admin_connection = None
+            self._admin_connection = None  # a dead one is not kept if the new one cannot be opened
             self._admin_connection = self._connect("admin")
             self._admin_channel = None
         if self._admin_channel is None or not self._admin_channel.is_open:
