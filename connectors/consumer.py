@@ -53,6 +53,40 @@ def _requeue_later(delivery: Delivery, backoff: Backoff, last_error: str) -> Non
     delivery.requeue(last_error)
 
 
+#: longest text taken from a message (its id, routing key, an error's reason) into a log line
+MAX_LOGGED_CHARS = 300
+
+
+def _bounded(text: str | None, limit: int = MAX_LOGGED_CHARS) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more chars]"
+
+
+def _log_settled(delivery: Delivery, outcome: str, error: BaseException | None = None) -> None:
+    """The one log line of a settlement: message id, queue (= route), event type, outcome, why.
+
+    INFO, except a dead letter (WARNING, so that the default level shows it) and a requeue after an
+    exception no error class covers (ERROR with the traceback: that is a bug).
+    """
+    fields: dict[str, object] = {
+        "message_id": _bounded(delivery.message_id),
+        "queue": delivery.queue,
+        "routing_key": _bounded(delivery.routing_key),
+        "outcome": outcome,
+        "delivery": delivery.previous_deliveries + 1,
+    }
+    if error is not None:
+        fields["error_type"] = type(error).__name__
+        fields["reason"] = _bounded(str(error))
+    if outcome == "dead_lettered":
+        log.warning("message settled", **fields)
+    elif error is not None and not isinstance(error, TransientError):
+        log.error("message settled", **fields, unexpected=True, exc_info=error)
+    else:
+        log.info("message settled", **fields)
+
+
 def check_type(envelope: Envelope, accepts: Sequence[str]) -> None:
     """Raise ``InvalidMessage`` unless the envelope's type matches one of the topic patterns ``accepts``."""
     if not any(topic_matches(pattern, envelope.type) for pattern in accepts):
@@ -91,24 +125,17 @@ def _settle(delivery: Delivery, work: Callable[[], None], backoff: Backoff) -> s
     try:
         work()
     except PermanentError as exc:
-        log.warning(
-            "dead-lettered",
-            queue=delivery.queue,
-            message_id=delivery.message_id,
-            error_type=type(exc).__name__,
-            reason=str(exc),
-        )
         delivery.dead_letter(reason=str(exc), error_type=type(exc).__name__)
+        _log_settled(delivery, "dead_lettered", exc)
         return "dead_lettered"
-    except TransientError as exc:
-        log.info("requeued", queue=delivery.queue, message_id=delivery.message_id, reason=str(exc))
-        _requeue_later(delivery, backoff, str(exc))
-        return "requeued"
-    except Exception as exc:  # an unexpected bug must not kill the route: the delivery limit bounds it
-        log.exception("handler failed", queue=delivery.queue, message_id=delivery.message_id)
-        _requeue_later(delivery, backoff, f"unexpected {type(exc).__name__}: {exc}")
+    # transient, or an unexpected bug that must not kill the route: the delivery limit bounds it
+    except Exception as exc:
+        last_error = str(exc) if isinstance(exc, TransientError) else f"unexpected {type(exc).__name__}: {exc}"
+        _requeue_later(delivery, backoff, last_error)
+        _log_settled(delivery, "requeued", exc)
         return "requeued"
     delivery.ack()
+    _log_settled(delivery, "acked")
     return "acked"
 
 
@@ -134,6 +161,7 @@ def dead_letter_consumer(handler: DeadLetterHandler, backoff: Backoff = exponent
 
 
 __all__ = [
+    "MAX_LOGGED_CHARS",
     "Backoff",
     "DeadLetterHandler",
     "EnvelopeHandler",

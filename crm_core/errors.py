@@ -27,3 +27,45 @@ class InvalidRequest(CrmError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class CrossReferenceConflict(InvalidRequest):
+    """A cross-reference that contradicts one the CRM already holds (permanent: a retry gives the same ids).
+
+    Two shapes, both naming the other system, the entity, both CRM ids and the external ids:
+
+    - the other system gave ``external_id`` for ``crm_id``, but the CRM links that external id to
+      ``linked_crm_id`` (another CRM object): the other system reuses its numbers, typically because
+      its data was reset or restored while the CRM's was kept. The link of ``linked_crm_id`` is then
+      stale too: the other system now uses its number for another object;
+    - ``crm_id`` is already linked to ``linked_external_id`` and the other system now says ``external_id``.
+
+    Neither link is changed: which one is right is an operator's decision.
+    """
+
+    def __init__(
+        self,
+        system: str,
+        entity: str,
+        *,
+        crm_id: str,
+        external_id: str,
+        linked_crm_id: str,
+        linked_external_id: str,
+    ) -> None:
+        if linked_crm_id != crm_id:
+            message = (
+                f"{system} {entity} {external_id} for CRM {crm_id} is already linked to CRM {linked_crm_id}: "
+                f"the {system} reuses its numbers (was its data reset or restored?), "
+                f"so the link {linked_crm_id} -> {linked_external_id} is stale"
+            )
+        else:
+            message = f"CRM {crm_id} is already linked to {system} {entity} {linked_external_id}, not {external_id}"
+        super().__init__(f"{system}.{entity}", f"cross-reference conflict: {message}")
+        # not EsbError.system (where an error arose): the system whose ids conflict
+        self.external_system = system
+        self.entity = entity
+        self.crm_id = crm_id
+        self.external_id = external_id
+        self.linked_crm_id = linked_crm_id
+        self.linked_external_id = linked_external_id

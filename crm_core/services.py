@@ -21,7 +21,7 @@ from canonical_model.party import Address, Contact, Customer
 from canonical_model.product import Product
 from canonical_model.truncation import truncate
 from crm_core.db_errors import translate_errors
-from crm_core.errors import InvalidRequest, NotFound
+from crm_core.errors import CrossReferenceConflict, InvalidRequest, NotFound
 from crm_core.models import (
     AddressRow,
     ContactRow,
@@ -465,20 +465,78 @@ class CrmService:
             return row.external_id if row else None
 
     def record_cross_reference(self, system: str, entity: str, crm_id: str, external_id: str) -> None:
-        """Remember ``external_id``; recording the same pair again is a no-op."""
+        """Remember ``external_id``; recording the same pair again is a no-op.
+
+        Raises ``CrossReferenceConflict`` (permanent) when ``crm_id`` is linked to another external id,
+        or ``external_id`` to another CRM id (the other system reuses numbers, e.g. after a reset).
+        """
         try:
             with self._sessions() as session, session.begin():
                 existing = session.get(CrossReference, (system, entity, crm_id))
                 if existing is None:
+                    self._refuse_taken_external_id(session, system, entity, crm_id, external_id)
                     session.add(CrossReference(system=system, entity=entity, crm_id=crm_id, external_id=external_id))
                 elif existing.external_id != external_id:
-                    raise InvalidRequest(
-                        f"{system}.{entity}",
-                        f"{crm_id} is already linked to {existing.external_id}, not {external_id}",
+                    raise CrossReferenceConflict(
+                        system,
+                        entity,
+                        crm_id=crm_id,
+                        external_id=external_id,
+                        linked_crm_id=crm_id,
+                        linked_external_id=existing.external_id,
                     )
-        except IntegrityError:
-            if self.cross_reference(system, entity, crm_id) != external_id:
-                raise
+        except IntegrityError as exc:
+            # a concurrent writer won: the same pair is fine, anything else is the conflict it made
+            if self.cross_reference(system, entity, crm_id) == external_id:
+                return
+            with self._sessions() as session:
+                self._refuse_taken_external_id(session, system, entity, crm_id, external_id)
+                linked = session.get(CrossReference, (system, entity, crm_id))
+            if linked is not None:
+                raise CrossReferenceConflict(
+                    system,
+                    entity,
+                    crm_id=crm_id,
+                    external_id=external_id,
+                    linked_crm_id=crm_id,
+                    linked_external_id=linked.external_id,
+                ) from exc
+            raise
+
+    @staticmethod
+    def _refuse_taken_external_id(session: Session, system: str, entity: str, crm_id: str, external_id: str) -> None:
+        holder = session.scalar(
+            select(CrossReference.crm_id).where(
+                CrossReference.system == system,
+                CrossReference.entity == entity,
+                CrossReference.external_id == external_id,
+                CrossReference.crm_id != crm_id,
+            )
+        )
+        if holder is not None:
+            raise CrossReferenceConflict(
+                system,
+                entity,
+                crm_id=crm_id,
+                external_id=external_id,
+                linked_crm_id=holder,
+                linked_external_id=external_id,
+            )
+
+    def cross_references(self, system: str, *, limit: int = 2) -> list[tuple[str, str, str]]:
+        """(entity, CRM id, external id) of the oldest and newest links to ``system``, at most ``limit``.
+
+        For spot checks that the other system still knows the ids the CRM holds (``esb demo``).
+        """
+        with self._sessions() as session:
+            query = select(CrossReference.entity, CrossReference.crm_id, CrossReference.external_id).where(
+                CrossReference.system == system
+            )
+            order = (CrossReference.created_at, CrossReference.crm_id)
+            oldest = session.execute(query.order_by(*order).limit(limit // 2 + limit % 2)).all()
+            newest = session.execute(query.order_by(*(c.desc() for c in order)).limit(limit // 2)).all()
+            links = dict.fromkeys((entity, crm_id, external_id) for entity, crm_id, external_id in [*oldest, *newest])
+            return list(links)
 
     def cursor(self, source: str) -> int:
         with self._sessions() as session:

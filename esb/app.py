@@ -24,7 +24,14 @@ log = structlog.get_logger(__name__)
 
 def build_transport(settings: EsbSettings) -> Transport:
     if settings.transport == "rabbitmq":
-        return create_transport("rabbitmq", url=settings.rabbitmq_url.get_secret_value())
+        return create_transport(
+            "rabbitmq",
+            url=settings.rabbitmq_url.get_secret_value(),
+            connection_attempts=settings.rabbitmq_connection_attempts,
+            retry_delay=settings.rabbitmq_retry_delay,
+            socket_timeout=settings.rabbitmq_connect_timeout,
+            stack_timeout=settings.rabbitmq_connect_timeout,
+        )
     return create_transport("embedded", url=settings.embedded_url)
 
 

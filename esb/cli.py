@@ -7,12 +7,34 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from esb.config import ConfigError, EsbSettings, load_settings
-from esb.logging import configure_logging
+from canonical_model.errors import EsbError
+from esb.config import ConfigError, EsbSettings, load_settings, public_settings
+from esb.logging import LEVELS, configure_logging, error_line, status
+
+
+class OneLineError(click.ClickException):
+    """A command's failure as one stderr line (``Error: ...``, or a JSON object with --log-format json)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(error_line(self.format_message()), file=file or sys.stderr)
+
+
+class OneLineBadParameter(click.BadParameter):
+    """click's BadParameter message without the usage lines around it: one line, exit status 2."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(error_line(self.format_message()), file=file or sys.stderr)
+
+
+def _log_level(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value.upper() not in LEVELS:
+        raise OneLineBadParameter(f"{value[:40]!r} is not one of {', '.join(LEVELS)}.", ctx=ctx, param=param)
+    return value.upper()
+
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +44,7 @@ def _settings(ctx: click.Context) -> EsbSettings:
     try:
         return load_settings(ctx.obj["config"])
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise OneLineError(str(exc)) from exc
 
 
 @click.group()
@@ -32,7 +54,9 @@ def _settings(ctx: click.Context) -> EsbSettings:
     default=None,
     help="TOML config file (default: $ESB_CONFIG; environment variables ESB_... override it).",
 )
-@click.option("--log-level", default="WARNING", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
+@click.option(
+    "--log-level", default="WARNING", show_default=True, callback=_log_level, help="DEBUG, INFO, WARNING or ERROR."
+)
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None, log_level: str, log_format: str) -> None:
@@ -47,8 +71,13 @@ def cli(ctx: click.Context, config: Path | None, log_level: str, log_format: str
 def demo(ctx: click.Context, timeout: float) -> None:
     """Start the reference ERP and the worker, place demo orders, print what became of them."""
     from esb.demo import run_demo
+    from esb.demo_preflight import DemoCannotRun
 
-    sys.exit(run_demo(_settings(ctx), timeout=timeout))
+    try:
+        exit_status = run_demo(_settings(ctx), timeout=timeout)
+    except (DemoCannotRun, EsbError) as exc:  # what is wrong and how to fix it, or the broker at start
+        raise OneLineError(str(exc)) from exc
+    sys.exit(exit_status)
 
 
 @cli.command()
@@ -60,11 +89,15 @@ def worker(ctx: click.Context) -> None:
     from flows.material_sync import sync_materials
 
     settings = _settings(ctx)
-    with Application(settings) as app:
+    try:
+        app = Application(settings)
+    except EsbError as exc:  # e.g. the broker unreachable or refusing the password: one line, exit 1
+        raise OneLineError(str(exc)) from exc
+    with app:
         try:
-            click.echo(f"material master: {sync_materials(app.crm, app.erp)}", err=True)
+            status(f"material master: {sync_materials(app.crm, app.erp)}")
         except Exception as exc:  # the worker still starts; the periodic sync retries
-            click.echo(f"material sync failed, will retry: {exc}", err=True)
+            status(f"material sync failed, will retry: {exc}")
         running = Worker(app).start()
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -72,7 +105,7 @@ def worker(ctx: click.Context) -> None:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        click.echo(f"worker running on {settings.transport}; routes: {', '.join(r.name for r in app.routes)}", err=True)
+        status(f"worker running on {settings.transport}; routes: {', '.join(r.name for r in app.routes)}")
         running.wait()
 
 
@@ -103,8 +136,8 @@ def schemas(directory: Path) -> None:
 @cli.command()
 @click.pass_context
 def config(ctx: click.Context) -> None:
-    """Print the effective configuration (secrets masked)."""
-    click.echo(json.dumps(_settings(ctx).model_dump(mode="json"), indent=2))
+    """Print the effective configuration (secrets masked, passwords in URLs too)."""
+    click.echo(json.dumps(public_settings(_settings(ctx)), indent=2))
 
 
 @cli.group()

@@ -6,16 +6,29 @@ embedded transport, so a new user sees the product work at once.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, to_jsonable_python
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from connectors.erp.settings import ErpSettings
+from connectors.urls import check_url, redact_url
 
 CONFIG_ENV = "ESB_CONFIG"
+ENV_PREFIX = "ESB_"
+ENV_NESTED_DELIMITER = "__"
+#: ESB_... names that are not settings: the config file's path, and the test suite's own variables
+RESERVED_ENV = frozenset({CONFIG_ENV})
+RESERVED_ENV_PREFIXES = ("ESB_TEST_",)
 DEFAULT_ERP_URL = "http://127.0.0.1:8081/erp"
 
 
@@ -42,12 +55,32 @@ class EsbSettings(BaseSettings):
     database_url: str | None = None
     transport: Literal["embedded", "rabbitmq"] = "embedded"
     rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
+    #: attempts to reach the broker when a connection opens; at start-up, after the last one the
+    #: command fails with one line (a running worker's consumers reconnect without limit instead)
+    rabbitmq_connection_attempts: int = Field(default=3, ge=1, le=100)
+    #: seconds one attempt may take (TCP connect and AMQP handshake together)
+    rabbitmq_connect_timeout: float = Field(default=4.0, gt=0, le=300)
+    #: seconds between attempts; defaults bound a failing start at 3 x 4 + 2 x 1 = 14 s
+    rabbitmq_retry_delay: float = Field(default=1.0, ge=0, le=300)
     #: embedded transport's database; default: its own SQLite file in data_dir
     embedded_url: str | None = None
     #: prefix of every exchange and queue name, so that several installations share one broker
     namespace: str = Field(default="esb", pattern=r"^[a-z][a-z0-9_-]*$")
     erp: ErpSettings = ErpSettings(url=DEFAULT_ERP_URL)
     worker: WorkerSettings = WorkerSettings()
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _amqp_url(cls, value: SecretStr) -> SecretStr:
+        check_url(value.get_secret_value(), schemes=("amqp", "amqps"))
+        return value
+
+    @field_validator("database_url", "embedded_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_database_url(value)
+        return value
 
     @field_validator("erp", mode="before")
     @classmethod
@@ -78,13 +111,99 @@ class EsbSettings(BaseSettings):
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
 
+def check_database_url(url: str) -> str:
+    """``url`` if SQLAlchemy can parse it and knows its dialect; else ValueError (never echoing the URL)."""
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(
+            "not a database URL SQLAlchemy knows (e.g. sqlite:///crm.db, postgresql+psycopg://...)"
+        ) from None
+    except (ArgumentError, ValueError):
+        raise ValueError("not a valid database URL") from None
+    if parsed.get_backend_name() != "sqlite":
+        # also catches what SQLAlchemy lets through (an unclosed IPv6 bracket)
+        check_url(url, schemes=(parsed.drivername,), require_host=False)
+    return url
+
+
+def _setting_env_names() -> list[str]:
+    """Every environment variable that names a setting: ESB_<FIELD> and ESB_<SECTION>__<FIELD>."""
+    names: list[str] = []
+    for name, field in EsbSettings.model_fields.items():
+        top = f"{ENV_PREFIX}{name.upper()}"
+        names.append(top)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            names += [f"{top}{ENV_NESTED_DELIMITER}{sub.upper()}" for sub in field.annotation.model_fields]
+    return names
+
+
+def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """One problem per ESB_... variable that is neither a setting nor reserved (ESB_CONFIG, ESB_TEST_...).
+
+    pydantic-settings ignores them, so a typo (``ESB_ERP_URL`` for ``ESB_ERP__URL``) would do nothing.
+    """
+    known = _setting_env_names()
+    problems = []
+    for variable in sorted(environ):
+        name = variable.upper()  # pydantic-settings matches environment names case-insensitively
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+            continue
+        if name not in known:
+            problems.append(f"unknown setting {variable[:100]}{_did_you_mean(name, known)}")
+    return problems
+
+
+def _fields_at(loc: Sequence[int | str]) -> list[str]:
+    """The field names of the settings model (or section) at ``loc``; empty when it is not a model."""
+    model: type[BaseModel] = EsbSettings
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _problem(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    where = ".".join(str(p) for p in loc) or "config"
+    if error["type"] == "extra_forbidden":
+        # the environment was checked before: an unknown key here comes from the TOML file
+        return f"{where}: unknown setting{_did_you_mean(str(loc[-1]), _fields_at(loc[:-1]))}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+_TOML_POSITION = re.compile(r"^(?P<message>.*?)\s*\(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+
+
+def _toml_problem(config_file: Path, exc: tomllib.TOMLDecodeError) -> str:
+    match = _TOML_POSITION.match(str(exc))
+    if match is None:
+        return f"config file {config_file}: TOML syntax error: {exc}"
+    message = match["message"][:1].lower() + match["message"][1:]
+    return f"config file {config_file}, line {match['line']}, column {match['column']}: TOML syntax error: {message}"
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> EsbSettings:
     """Read the settings from ``config_file`` (or $ESB_CONFIG) and the environment.
 
-    A missing file or a bad value raises ``ConfigError`` naming the setting.
+    Raises ``ConfigError`` with one line naming each problem: a missing or unreadable file, a TOML
+    syntax error (file, line and column), an unknown key or ESB_... variable (with a "did you mean"),
+    a bad value (the setting's dotted name; URLs are checked here, not at first use).
     """
     if config_file is None and os.environ.get(CONFIG_ENV):
         config_file = Path(os.environ[CONFIG_ENV])
+    unknown = unknown_environment(os.environ)
+    if unknown:
+        raise ConfigError(f"invalid configuration: {'; '.join(unknown)}")
     settings_cls: type[EsbSettings] = EsbSettings
     if config_file is not None:
         if not config_file.is_file():
@@ -95,10 +214,43 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> EsbSetti
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from exc
+        raise ConfigError(f"invalid configuration: {'; '.join(_problem(e) for e in exc.errors())}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        assert config_file is not None  # only a file is parsed as TOML
+        raise ConfigError(_toml_problem(config_file, exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {config_file} cannot be read: {exc}") from None
 
 
-__all__ = ["ConfigError", "EsbSettings", "WorkerSettings", "load_settings"]
+def _is_url_setting(name: str) -> bool:
+    return name == "url" or name.endswith("_url")
+
+
+def _masked(value: Any, name: str) -> Any:
+    if isinstance(value, dict):
+        return {key: _masked(item, key) for key, item in value.items()}
+    if _is_url_setting(name) and isinstance(value, SecretStr | str):
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return redact_url(raw)
+    return value
+
+
+def public_settings(settings: EsbSettings) -> dict[str, Any]:
+    """The settings as JSON-ready data for people to read: every secret masked.
+
+    Secret fields read ``**********``; a URL (``*_url``, ``url``) keeps its scheme, user, host, port
+    and path, with the password of its userinfo and secret query parameters shown as ``***``.
+    """
+    data: dict[str, Any] = to_jsonable_python(_masked(settings.model_dump(), ""))
+    return data
+
+
+__all__ = [
+    "ConfigError",
+    "EsbSettings",
+    "WorkerSettings",
+    "check_database_url",
+    "load_settings",
+    "public_settings",
+    "unknown_environment",
+]

@@ -17,10 +17,13 @@ from typing import TextIO
 from backoffice.erp.process import ErpServerProcess
 from canonical_model.order import OrderStatus
 from connectors.erp import ErpSettings
+from connectors.urls import redact_url
 from crm_core.schemas import NewCustomer, NewOrder, NewOrderLine, OrderView
 from crm_core.services import CrmService
 from esb.app import Application
 from esb.config import EsbSettings
+from esb.demo_preflight import check_crm_fits_new_erp, check_erp_knows_crm_links
+from esb.logging import status
 from esb.worker import Worker
 from flows.material_sync import sync_materials
 
@@ -163,18 +166,21 @@ def render_table(views: list[OrderView]) -> str:
 def run_demo(settings: EsbSettings, *, out: TextIO = sys.stdout, timeout: float = 60.0) -> int:
     """Run the demo; returns the exit status (0 when every order got the ERP's answer)."""
 
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
+    say = status
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    say(f"starting the reference ERP (SOAP) with its data in {settings.data_dir / 'erp.db'} ...")
-    with ErpServerProcess(db_path=settings.data_dir / "erp.db", seed=True) as erp_server:
+    erp_db = settings.data_dir / "erp.db"
+    check_crm_fits_new_erp(settings, erp_db)
+    say(f"starting the reference ERP (SOAP) with its data in {erp_db} ...")
+    with ErpServerProcess(db_path=erp_db, seed=True) as erp_server:
         erp = settings.erp.model_dump() | {"url": erp_server.url, "wsdl_url": erp_server.wsdl_url}
         settings = settings.model_copy(update={"erp": ErpSettings.model_validate(erp)})
+        assert settings.database_url is not None
         say(
-            f"ERP listening at {erp_server.url}; transport: {settings.transport}; CRM database: {settings.database_url}"
+            f"ERP listening at {erp_server.url}; transport: {settings.transport}; "
+            f"CRM database: {redact_url(settings.database_url)}"
         )
         with Application(settings) as app, Worker(app):
+            check_erp_knows_crm_links(app)  # before any demo data is written
             products = sync_materials(app.crm, app.erp)
             say(f"material master synced: {products}")
             order_ids = place_demo_orders(app.crm)

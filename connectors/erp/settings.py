@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from connectors.urls import check_url
+
 
 class ErpSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -36,9 +38,8 @@ class ErpSettings(BaseModel):
     @field_validator("url", "wsdl_url")
     @classmethod
     def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        # refused at load time, not at the first call: `http://`, `http://[::1/erp`, `not a url`
+        return check_url(value, schemes=("http", "https"))
 
 
 __all__ = ["ErpSettings"]

@@ -22,14 +22,31 @@ import structlog
 from canonical_model.errors import TransportError
 from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport, dispatch
 from connectors.rabbitmq.delivery import RabbitMQDelivery
-from connectors.rabbitmq.errors import CHANNEL_ERRORS, CONNECTION_ERRORS, translated
+from connectors.rabbitmq.errors import CHANNEL_ERRORS, CONNECTION_ERRORS, SYSTEM, translated
 from connectors.rabbitmq.publisher import ConfirmingPublisher
 from connectors.rabbitmq.topology import declare_topology, delete_topology
+from connectors.urls import redact_url
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+class BrokerUnreachable(TransportError):
+    """No connection to the broker after the configured attempts (unreachable, or refusing the login)."""
+
+
+def _connection_failure(exc: BaseException) -> str:
+    """Why pika could not connect, in words, bounded."""
+    if isinstance(exc, pika.exceptions.ProbableAuthenticationError | pika.exceptions.AuthenticationError):
+        return "the broker refused the user name or password (ACCESS_REFUSED)"
+    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+        return "the broker refused access to the virtual host (does it exist, may this user use it?)"
+    detail = str(exc) or repr(exc)
+    if isinstance(exc, pika.exceptions.AMQPConnectionError) and exc.args:
+        detail = "; ".join(str(arg) or repr(arg) for arg in exc.args)  # pika wraps the socket's own error
+    return f"{type(exc).__name__}: {detail[:300]}"
 
 
 class RabbitMQTransport(Transport):
@@ -47,6 +64,7 @@ class RabbitMQTransport(Transport):
         connection_attempts: int = 3,
         retry_delay: float = 1.0,
         socket_timeout: float = 10.0,
+        stack_timeout: float = 15.0,
         publish_timeout: float = 60.0,
         reconnect_delay: float = 0.5,
         reconnect_max_delay: float = 30.0,
@@ -61,6 +79,7 @@ class RabbitMQTransport(Transport):
             "connection_attempts": connection_attempts,
             "retry_delay": retry_delay,
             "socket_timeout": socket_timeout,
+            "stack_timeout": stack_timeout,
         }
         self._reconnect_delay = reconnect_delay
         self._reconnect_max_delay = reconnect_max_delay
@@ -213,6 +232,8 @@ class RabbitMQTransport(Transport):
                     with translated(operation):
                         return action(self._open_admin_channel())
                 except TransportError as exc:
+                    if isinstance(exc, BrokerUnreachable):
+                        raise  # the configured connection attempts are spent: a second round would double them
                     if isinstance(exc.__cause__, CHANNEL_ERRORS):
                         self._admin_channel = None  # the broker closed it (404, 406): the next call opens another
                     elif isinstance(exc.__cause__, CONNECTION_ERRORS) and attempt == 1:
@@ -223,13 +244,31 @@ class RabbitMQTransport(Transport):
 
     def _open_admin_channel(self) -> Any:
         if self._admin_connection is None or not self._admin_connection.is_open:
-            self._admin_connection = pika.BlockingConnection(self._parameters("admin"))
+            self._admin_connection = None  # a dead one is not kept if the new one cannot be opened
+            self._admin_connection = self._connect("admin")
             self._admin_channel = None
         if self._admin_channel is None or not self._admin_channel.is_open:
             channel = self._admin_connection.channel()
             channel.confirm_delivery()
             self._admin_channel = channel
         return self._admin_channel
+
+    def _connect(self, role: str) -> Any:
+        """A BlockingConnection after at most the configured attempts, else ``BrokerUnreachable``.
+
+        The first connection a process opens is the admin one (``declare``), so this is what a
+        command meets at start-up: one error naming the URL (password masked) and the reason.
+        """
+        try:
+            return pika.BlockingConnection(self._parameters(role))
+        except CONNECTION_ERRORS as exc:
+            attempts = self._options["connection_attempts"]
+            raise BrokerUnreachable(
+                f"cannot connect to RabbitMQ at {redact_url(self._url)} "
+                f"after {attempts} attempt{'s' if attempts != 1 else ''}: {_connection_failure(exc)}",
+                system=SYSTEM,
+                operation="connect",
+            ) from exc
 
     def _close_admin(self) -> None:
         connection, self._admin_connection, self._admin_channel = self._admin_connection, None, None
@@ -244,4 +283,4 @@ class RabbitMQTransport(Transport):
             self._close_admin()
 
 
-__all__ = ["DEFAULT_URL", "RabbitMQTransport"]
+__all__ = ["DEFAULT_URL", "BrokerUnreachable", "RabbitMQTransport"]
