@@ -6,6 +6,7 @@ import json
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from canonical_model.errors import EsbError
 from canonical_model.order import OrderStatus
 from canonical_model.truncation import truncate
 from crm_core.db import create_db_engine, session_factory
@@ -31,9 +32,11 @@ def read_orders(database_url: str, *, status: OrderStatus | None, limit: int) ->
     engine = create_db_engine(database_url)
     try:
         return CrmService(session_factory(engine)).list_orders(status=status, limit=limit)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, EsbError) as exc:
+        # the CRM service translates database errors; the database's own words are in the cause
+        said = exc.__cause__ if isinstance(exc, EsbError) and isinstance(exc.__cause__, SQLAlchemyError) else exc
         where = engine.url.render_as_string(hide_password=True)
-        detail = truncate(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 200)
+        detail = truncate(str(said).splitlines()[0] if str(said) else type(said).__name__, 200)
         raise OrdersUnavailable(
             f"cannot read orders from {where}: {detail} (a new database? run `esb migrate`)"
         ) from exc
