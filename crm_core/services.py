@@ -126,15 +126,7 @@ class CrmService:
         count = 0
         with self._sessions() as session, session.begin():
             for product in products:
-                row = session.get(ProductRow, product.id)
-                if row is None:
-                    row = ProductRow(id=product.id)
-                    session.add(row)
-                row.name = product.name
-                row.unit = product.unit
-                row.list_price = product.list_price
-                row.currency = product.currency
-                row.active = product.active
+                self._upsert_product(session, product)
                 count += 1
             if cursor is not None:
                 self._set_cursor(session, *cursor)
