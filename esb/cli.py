@@ -219,8 +219,25 @@ def list_orders(ctx: click.Context, status: str | None, limit: int, output_forma
     click.echo(orders_json(views) if output_format == "json" else render_orders(views))
 
 
+#: characters of a database's own message kept in the one line (it names host and database, never a password)
+_DATABASE_SAID = 200
+
+
 def main() -> None:
-    cli()
+    """``esb``: a database that cannot be opened at start (missing, unreachable, refusing the login)
+    is one line naming what the database said and what to check, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        cli()
+    except DBAPIError as exc:
+        said = str(exc.orig if exc.orig is not None else exc).strip().splitlines() or [type(exc).__name__]
+        text = " ".join(line.strip() for line in said[:3])[:_DATABASE_SAID]
+        OneLineError(
+            f"cannot open the CRM database: {text} (check database_url / ESB_DATABASE_URL; "
+            "on PostgreSQL the database must exist: createdb NAME)"
+        ).show()
+        sys.exit(1)
 
 
 __all__ = ["cli", "main"]

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails, to_jsonable_python
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 from sqlalchemy.engine import make_url
@@ -37,6 +37,8 @@ class ConfigError(Exception):
 
 
 class WorkerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     prefetch: int = Field(default=50, ge=1, le=10_000)
     #: how often the material master is pulled from the ERP; 0 turns the periodic pull off
     material_sync_seconds: float = Field(default=300.0, ge=0)

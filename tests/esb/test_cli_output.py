@@ -130,3 +130,15 @@ def test_with_log_format_json_every_stderr_line_is_json_pikas_included(tmp_path:
         last["level"] == "error" and "cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:1/%2F" in last["event"]
     )
     assert "s3cret" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["worker"]])
+def test_a_database_that_does_not_exist_is_one_line_not_a_traceback(
+    postgres_server: str, tmp_path: Path, command: list[str]
+) -> None:
+    missing = postgres_server.rsplit("/", 1)[0].replace("postgres@", "postgres:pw-x7@") + "/esb_no_such_database"
+    done = _esb(command, tmp_path, ESB_DATABASE_URL=missing)
+    assert done.returncode == 1
+    assert _lines(done.stderr) == [done.stderr.strip()], done.stderr  # one line
+    assert done.stderr.startswith("Error: cannot open the CRM database") and "esb_no_such_database" in done.stderr
+    assert "pw-x7" not in done.stderr and "Traceback" not in done.stderr

@@ -50,6 +50,15 @@ def test_an_unknown_toml_key_is_refused_with_a_did_you_mean(tmp_path: Path) -> N
     assert "erp.usrname: unknown setting; did you mean username?" in str(raised.value)
 
 
+def test_an_unknown_key_in_every_section_is_refused(tmp_path: Path) -> None:
+    """Each nested section refuses unknown keys, [worker] included (a typo there was silently ignored)."""
+    config = tmp_path / "esb.toml"
+    config.write_text("[worker]\nprefetsh = 10\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config)
+    assert "worker.prefetsh: unknown setting; did you mean prefetch?" in str(raised.value)
+
+
 def test_a_toml_syntax_error_names_the_file_line_and_column(tmp_path: Path) -> None:
     config = tmp_path / "esb.toml"
     config.write_text('namespace = "esb"\ntransport = \n')

@@ -74,8 +74,14 @@ def _customer(app: Application, name: str) -> str:
 
 
 def _wait_not_placed(app: Application, order_id: str, timeout: float = 30.0) -> OrderStatus:
+    """The order's first final status (confirmed or rejected), or its status at the timeout.
+
+    ``failed`` is not final: a forged ``order.placed`` naming this order is dead-lettered, which marks
+    the order ``failed`` until its own message confirms it.
+    """
     deadline = time.monotonic() + timeout
-    while app.crm.get_order(order_id).status == OrderStatus.PLACED and time.monotonic() < deadline:
+    final = (OrderStatus.CONFIRMED, OrderStatus.REJECTED)
+    while app.crm.get_order(order_id).status not in final and time.monotonic() < deadline:
         time.sleep(0.05)
     return app.crm.get_order(order_id).status
 
