@@ -8,7 +8,11 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, field_validator, model_validator
 
 from canonical_model.money import fits_currency, is_known_currency, line_amount, minor_units, total_amount
-from canonical_model.types import BusinessDate, CurrencyCode, Money, Quantity, StatedAmount, UnitCode
+from canonical_model.types import AMOUNT_DIGITS, BusinessDate, CurrencyCode, Money, Quantity, StatedAmount, UnitCode
+
+#: an order's total fits an amount (15 significant digits, 3 of them decimals): a larger one could not be
+#: stored exactly (SQLite) nor sent to the ERP (SAP CURR 15)
+MAX_TOTAL = Decimal(10) ** (AMOUNT_DIGITS - 3)
 
 
 class OrderStatus(StrEnum):
@@ -88,6 +92,8 @@ class SalesOrder(BaseModel):
                 line.stated_net_amount = None  # checked: equal to an order built in code again
             nets.append(net)
         total = total_amount(nets, self.currency)
+        if total >= MAX_TOTAL:
+            raise ValueError(f"total {total} is over the largest amount an order may have ({MAX_TOTAL - 1} and less)")
         if self.stated_total is not None:
             if self.stated_total != total:
                 raise ValueError(f"total {self.stated_total} does not match the sum of the lines ({total})")

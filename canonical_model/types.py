@@ -7,7 +7,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, PlainSerializer
 
 from canonical_model.text import nfc
 
@@ -40,14 +40,21 @@ def _plain_decimal(value: object) -> object:
 
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 PlainDecimal = BeforeValidator(_plain_decimal)
+#: written the way it is read: plain notation, never ``1E+3`` (what ``str(Decimal)`` gives for a value
+#: another system sent in exponent form), so that every amount we write is one we accept again
+PlainNotation = PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json")
+#: significant digits an amount may have: what the CRM's columns keep exactly on every database (SQLite
+#: stores NUMERIC as an 8-byte float, exact to 15 significant digits); SAP's CURR fields have 15 too
+AMOUNT_DIGITS = 15
 
 #: an amount in a currency: at most 3 decimals (the most ISO 4217 minor units of any currency we hold);
 #: whether it fits its own currency's precision is checked where the currency is known (canonical_model.money)
-Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=3), PlainDecimal]
+Money = Annotated[Decimal, Field(ge=0, max_digits=AMOUNT_DIGITS, decimal_places=3), PlainDecimal, PlainNotation]
 #: an amount as another system stated it, at that system's precision (which may exceed the currency's):
-#: finite, not negative, at most 18 integer digits and 6 decimals (the CRM keeps it as Numeric(24,6))
-StatedAmount = Annotated[Decimal, Field(ge=0, max_digits=24, decimal_places=6), PlainDecimal]
-Quantity = Annotated[Decimal, Field(gt=0, max_digits=13, decimal_places=3), PlainDecimal]
+#: finite, not negative, at most 15 significant digits and 6 decimals (the CRM keeps it as Numeric(24,6));
+#: a value beyond that is no usable amount (the order is still confirmed, and flagged)
+StatedAmount = Annotated[Decimal, Field(ge=0, max_digits=AMOUNT_DIGITS, decimal_places=6), PlainDecimal, PlainNotation]
+Quantity = Annotated[Decimal, Field(gt=0, max_digits=13, decimal_places=3), PlainDecimal, PlainNotation]
 
 #: the business calendar: a date outside it is a typo or an attack, never an order. Fixed, not relative
 #: to today, so that a message valid when sent stays valid when replayed; wide enough for any

@@ -135,3 +135,41 @@ def test_a_jpy_unit_price_with_decimals_is_refused_with_the_field_named() -> Non
 def test_an_unknown_currency_is_refused() -> None:
     with pytest.raises(ValidationError, match="XXX is not an ISO 4217 currency"):
         _order("XXX", ("1", "10"))
+
+
+def test_an_amount_stated_in_exponent_form_is_written_in_plain_notation_and_read_back() -> None:
+    """Another system's ``1E3`` is 1000: we write it as ``1000`` (str(Decimal) would give ``1E+3``,
+    which our own plain-notation rule refuses on the way back in)."""
+    from canonical_model.order import OrderConfirmed
+
+    confirmed = OrderConfirmed(order_id="SO-1", erp_order_number="1", net_value=Decimal("1E+3"), currency="EUR")
+    written = confirmed.model_dump_json()
+    assert '"net_value":"1000"' in written
+    assert OrderConfirmed.model_validate_json(written).net_value == Decimal(1000)
+
+
+@pytest.mark.parametrize("price", ["999999999999999.99", "1000000000000.000"])
+def test_an_amount_beyond_what_every_database_keeps_exactly_is_refused(price: str) -> None:
+    from pydantic import ValidationError
+
+    from canonical_model.order import SalesOrder
+
+    with pytest.raises(ValidationError):
+        SalesOrder.model_validate(
+            {
+                "id": "SO-1",
+                "customer_id": "C-1",
+                "order_date": "2026-01-01",
+                "lines": [{"product_id": "P", "quantity": "1", "unit_price": price}],
+            }
+        )
+
+
+def test_a_total_beyond_an_amount_is_refused_although_each_line_fits() -> None:
+    from pydantic import ValidationError
+
+    from canonical_model.order import SalesOrder
+
+    line = {"product_id": "P", "quantity": "9999999999.999", "unit_price": "999999.99"}
+    with pytest.raises(ValidationError, match="over the largest amount"):
+        SalesOrder.model_validate({"id": "SO-1", "customer_id": "C-1", "order_date": "2026-01-01", "lines": [line]})

@@ -132,6 +132,14 @@ def test_after_every_case_no_order_is_left_placed(app: tuple[Application, FakeSo
             "",
         ),
         ("6: newline before <?xml", 200, "text/xml", b"\n" + good, OrderStatus.CONFIRMED, ""),
+        (
+            "5: NETWR in exponent form",
+            200,
+            "text/xml",
+            good.replace(b"<NETWR>89.50</NETWR>", b"<NETWR>1E3</NETWR>"),
+            OrderStatus.CONFIRMED,
+            "",
+        ),
     ]
     seen: list[str] = []
     for case, status, content_type, body, expected, said in cases:
@@ -145,6 +153,8 @@ def test_after_every_case_no_order_is_left_placed(app: tuple[Application, FakeSo
     # case 5: the ERP's three decimals are kept and the difference flagged
     five = crm.get_order(seen[4])
     assert five.erp_net_value == Decimal("89.505") and five.net_value_mismatch
+    exponent = crm.get_order(seen[6])
+    assert exponent.erp_net_value == Decimal(1000) and exponent.net_value_mismatch
 
     # case 2: a stored name XML cannot carry: rejected naming customer.name, the ERP never asked
     odd = crm.create_customer(_customer("Nordlicht Technik GmbH"))
