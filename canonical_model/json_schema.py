@@ -22,6 +22,7 @@ from canonical_model.envelope import Envelope
 from canonical_model.order import OrderConfirmed, OrderRejected, SalesOrder
 from canonical_model.party import Customer
 from canonical_model.product import Product
+from canonical_model.types import plain_notation
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ID_PREFIX = "urn:crm-esb:schema:"
@@ -80,6 +81,15 @@ class CanonicalJsonSchema(GenerateJsonSchema):
 
     def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
         return decimal_json_schema(schema)
+
+    def ser_schema(
+        self, schema: core_schema.SerSchema | core_schema.IncExSeqSerSchema | core_schema.IncExDictSerSchema
+    ) -> JsonSchemaValue | None:
+        # An amount is written in plain notation (a string), which is what its decimal schema describes
+        # already, with the model's limits: describe it by that schema, not as any string.
+        if schema.get("type") == "function-plain" and schema.get("function") is plain_notation:
+            return None
+        return super().ser_schema(schema)
 
 
 def json_schema_of(model: type[BaseModel], name: str | None = None) -> dict[str, Any]:

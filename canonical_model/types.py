@@ -40,9 +40,16 @@ def _plain_decimal(value: object) -> object:
 
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 PlainDecimal = BeforeValidator(_plain_decimal)
+
+
 #: written the way it is read: plain notation, never ``1E+3`` (what ``str(Decimal)`` gives for a value
 #: another system sent in exponent form), so that every amount we write is one we accept again
-PlainNotation = PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json")
+def plain_notation(value: Decimal) -> str:
+    """``value`` as text in plain decimal notation (``1000`` for ``Decimal("1E+3")``)."""
+    return format(value, "f")
+
+
+PlainNotation = PlainSerializer(plain_notation, return_type=str, when_used="json")
 #: significant digits an amount may have: what the CRM's columns keep exactly on every database (SQLite
 #: stores NUMERIC as an 8-byte float, exact to 15 significant digits); SAP's CURR fields have 15 too
 AMOUNT_DIGITS = 15
