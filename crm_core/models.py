@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -32,8 +34,24 @@ NAMING_CONVENTION = {
 
 #: amounts in a currency: three decimals hold every ISO 4217 currency's minor units (KWD, BHD, ...)
 Money = Numeric(18, 3)
+
+
+class DecimalText(TypeDecorator[Decimal]):
+    """A decimal kept as its exact text (plain notation): every digit another system stated, on every
+    database (SQLite would keep a NUMERIC as an 8-byte float, exact to 15 significant digits only)."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else format(value, "f")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
 #: an amount as another system stated it, kept at that system's precision (it may exceed the currency's)
-StatedAmount = Numeric(24, 6)
+StatedAmount = DecimalText()
 
 
 def utcnow() -> datetime:

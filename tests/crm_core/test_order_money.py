@@ -75,7 +75,12 @@ def test_net_value_differs(net_value: Decimal | None, currency: str | None, mism
 def test_confirmation_keeps_the_erp_net_value_and_flags_a_difference(crm_sessions: sessionmaker[Session]) -> None:
     crm = CrmService(crm_sessions)
     customer = _customer(crm)
-    cases = [(Decimal("0.160000"), "EUR", False), (Decimal("0.165"), "EUR", True), (None, None, True)]
+    cases = [
+        (Decimal("0.160000"), "EUR", False),
+        (Decimal("0.165"), "EUR", True),
+        (None, None, True),
+        (Decimal("123456789012.123456"), "EUR", True),  # 18 digits: kept exactly, SQLite included
+    ]
     for number, (net_value, currency, mismatch) in enumerate(cases):
         order = crm.place_order(
             NewOrder(customer_id=customer, lines=[_line("MAT-1006", "2.5", "0.05"), _line("MAT-1010", "0.5", "0.05")])

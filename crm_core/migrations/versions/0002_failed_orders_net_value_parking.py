@@ -47,7 +47,7 @@ def upgrade() -> None:
     with op.batch_alter_table("orders") as batch_op:
         batch_op.add_column(sa.Column("failure_reason", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("erp_net_value", sa.Numeric(precision=24, scale=6), nullable=True))
+        batch_op.add_column(sa.Column("erp_net_value", sa.String(length=40), nullable=True))  # exact decimal text
         batch_op.add_column(sa.Column("net_value_mismatch", sa.Boolean(), server_default="0", nullable=False))
         # an ERP's document number may be longer than SAP's 10 characters: as long as OrderConfirmed allows
         batch_op.alter_column(
