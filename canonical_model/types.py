@@ -58,9 +58,9 @@ AMOUNT_DIGITS = 15
 #: whether it fits its own currency's precision is checked where the currency is known (canonical_model.money)
 Money = Annotated[Decimal, Field(ge=0, max_digits=AMOUNT_DIGITS, decimal_places=3), PlainDecimal, PlainNotation]
 #: an amount as another system stated it, at that system's precision (which may exceed the currency's):
-#: finite, not negative, at most 15 significant digits and 6 decimals (the CRM keeps it as Numeric(24,6));
-#: a value beyond that is no usable amount (the order is still confirmed, and flagged)
-StatedAmount = Annotated[Decimal, Field(ge=0, max_digits=AMOUNT_DIGITS, decimal_places=6), PlainDecimal, PlainNotation]
+#: finite, not negative, at most 12 integer digits and 6 decimals (the CRM keeps its exact text); a value
+#: beyond that is no usable amount (the order is still confirmed, and flagged)
+StatedAmount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6), PlainDecimal, PlainNotation]
 Quantity = Annotated[Decimal, Field(gt=0, max_digits=13, decimal_places=3), PlainDecimal, PlainNotation]
 
 #: the business calendar: a date outside it is a typo or an attack, never an order. Fixed, not relative
