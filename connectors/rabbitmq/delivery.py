@@ -18,7 +18,7 @@ import pika
 import pika.data
 
 from connectors.base import Delivery, HeaderValue, dead_letter_headers, delivery_limit_reason, fit_headers
-from connectors.rabbitmq.deaths import X_DEATH, parse_x_death
+from connectors.rabbitmq.deaths import X_DEATH, parse_x_death, well_formed
 from connectors.rabbitmq.errors import translated
 from connectors.rabbitmq.publisher import PERSISTENT
 
@@ -75,7 +75,10 @@ def plain_headers(headers: Mapping[Any, Any]) -> dict[str, HeaderValue]:
 
 
 def encoded_size(key: Any, value: Any) -> int:
-    """Bytes one header entry takes in an AMQP field table (raises if pika cannot encode it)."""
+    """Bytes one header entry takes in an AMQP field table; raises if pika cannot encode it, or if it is an
+    ``x-death`` the broker did not write (see ``deaths.well_formed``): either is left out of a copy."""
+    if key == X_DEATH and not well_formed(value):
+        raise ValueError("an x-death header the broker did not write")
     size: int = pika.data.encode_table([], {key: value})
     return size - 4
 
