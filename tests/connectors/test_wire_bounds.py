@@ -229,19 +229,31 @@ def test_case_5_junk_headers_from_a_publisher_are_ignored_not_fatal(
         ("count-table", b"not json", {"x-delivery-count": {"a": 1}}),
         ("deep-1000", b"not json", {"deep": _nested(1000)}),
         ("year-beyond-9999", b"not json", {"when": _Raw(b"T" + struct.pack(">Q", 2**63))}),
-        ("death-junk", b"not json", {"x-death": [1, "two", {"reason": 5, "count": "x"}]}),
     ]
     handled, valid_ids, dead = _poison_then_valid(rabbitmq, rabbitmq_url, unique_name, poison)
 
     assert Counter(d.message_id for d in dead) == Counter(message_id for message_id, _, _ in poison)
     _bounded_reasons(dead)
-    junk = next(d for d in dead if d.message_id == "death-junk")
-    # RabbitMQ 3.10's own dead-lettering crashes on an x-death it did not write: a copy never carries one
-    assert "x-death" not in junk.headers and "x-death" in str(junk.headers.get("x-esb-dropped-headers"))
     count_abc = next(d for d in dead if d.message_id == "count-abc")
     assert count_abc.headers[base.HEADER_ERROR_TYPE] == "BusinessRejection", "handled like any message, at once"
     assert handled == Counter(valid_ids) + Counter([failing.id])
     assert _Counting.consumers == 1, "the consumer kept its one connection"
+
+
+def test_a_copy_never_carries_an_x_death_the_broker_did_not_write(
+    rabbitmq: RabbitMQTransport, rabbitmq_url: str, unique_name: str
+) -> None:
+    """RabbitMQ 3.10 crashes its dead-letter worker on a junk x-death when it dead-letters a message itself
+    (a subscriber's queue past its delivery limit); a few crashes stop dead-lettering on the whole node.
+
+    (Kept apart from the case 5 test: there, the old code's reconnects made the broker dead-letter the
+    junk x-death itself, which broke the shared test broker until ``rabbit_fifo_dlx_sup`` was restarted.)
+    """
+    poison = [("death-junk", b"not json", {"x-death": [1, "two", {"reason": 5, "count": "x"}], "x-keep": "k"})]
+    _handled, _valid_ids, dead = _poison_then_valid(rabbitmq, rabbitmq_url, unique_name, poison)
+    [junk] = dead
+    assert "x-death" not in junk.headers and "x-death" in str(junk.headers.get("x-esb-dropped-headers"))
+    assert junk.headers["x-keep"] == "k"
 
 
 def test_a_delivery_reads_a_publishers_count_only_as_the_broker_would() -> None:

@@ -103,12 +103,14 @@ def malformed_body(draw: st.DrawFn, order_id: str) -> bytes:
 
 
 def malformed_headers() -> st.SearchStrategy[dict[str, str | int]]:
-    """Headers a publisher may set: oversized values, our own header names, x-delivery-count and x-death junk."""
+    """Headers a publisher may set: oversized values, our own header names, x-delivery-count junk."""
     names = st.one_of(
-        st.sampled_from(
-            ["x-delivery-count", "x-death", "x-esb-error-reason", "x-esb-failed-at", "x-first-death-queue"]
+        # no x-death: RabbitMQ 3.10 crashes on a junk one if it ever dead-letters the message itself, so a
+        # failing run would break the shared broker; tests/connectors/test_wire_bounds.py covers it apart
+        st.sampled_from(["x-delivery-count", "x-esb-error-reason", "x-esb-failed-at", "x-first-death-queue"]),
+        st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40).filter(
+            lambda name: name != "x-death"
         ),
-        st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40),
     )
     values = st.one_of(
         st.sampled_from(["abc", "", "-1", "1e9", "9" * 300]),
