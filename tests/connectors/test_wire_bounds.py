@@ -287,3 +287,15 @@ def test_embedded_dead_letter_copies_keep_the_same_header_bound(tmp_path: Any, u
     assert len(json.dumps(dict(copy), ensure_ascii=False).encode()) <= 120 * 1024
     assert copy["b"] == "b" * 60_000 and copy["c"] == 7 and "a" not in copy, "the largest is left out"
     assert "1 header(s)" in str(copy.get("x-esb-dropped-headers"))
+
+
+def test_a_message_id_no_short_string_holds_fails_its_publish_with_a_bounded_error(
+    rabbitmq: RabbitMQTransport, unique_name: str
+) -> None:
+    from canonical_model.errors import TransportError
+
+    with pytest.raises(TransportError) as failed:
+        rabbitmq.publish([OutgoingMessage("order.placed", b"x", "i" * 300_000)])
+    assert len(str(failed.value)) < 500 and "ShortStringTooLong" in str(failed.value)
+    rabbitmq.publish([OutgoingMessage("order.placed", b"x", "next")])  # the publisher is usable again
+    assert rabbitmq.message_count(_topology(unique_name).queues[0].name) == 1
