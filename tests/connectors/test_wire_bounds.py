@@ -26,6 +26,7 @@ from typing import Any
 import pika
 import pika.data
 import pytest
+import structlog
 
 import connectors.base as base
 from canonical_model.envelope import Envelope
@@ -294,8 +295,11 @@ def test_a_message_id_no_short_string_holds_fails_its_publish_with_a_bounded_err
 ) -> None:
     from canonical_model.errors import TransportError
 
-    with pytest.raises(TransportError) as failed:
+    with structlog.testing.capture_logs() as logs, pytest.raises(TransportError) as failed:
         rabbitmq.publish([OutgoingMessage("order.placed", b"x", "i" * 300_000)])
     assert len(str(failed.value)) < 500 and "ShortStringTooLong" in str(failed.value)
+    [logged] = [entry for entry in logs if entry["event"] == "publish failed"]
+    # a traceback would quote the exception, and pika's quotes the whole value
+    assert "exc_info" not in logged and all(len(str(value)) < 500 for value in logged.values()), logged.keys()
     rabbitmq.publish([OutgoingMessage("order.placed", b"x", "next")])  # the publisher is usable again
     assert rabbitmq.message_count(_topology(unique_name).queues[0].name) == 1
