@@ -303,3 +303,19 @@ def test_a_message_id_no_short_string_holds_fails_its_publish_with_a_bounded_err
     assert "exc_info" not in logged and all(len(str(value)) < 500 for value in logged.values()), logged.keys()
     rabbitmq.publish([OutgoingMessage("order.placed", b"x", "next")])  # the publisher is usable again
     assert rabbitmq.message_count(_topology(unique_name).queues[0].name) == 1
+
+
+def test_pikas_decoder_is_bounded_once_the_transport_is_imported() -> None:
+    from connectors.rabbitmq import wire
+
+    assert wire.installed(), "connectors.rabbitmq.transport installs it"
+    deep = _nested(5000).encoded
+    table = b"\x04deep" + deep + b"\x04next" + b"S" + struct.pack(">I", 2) + b"ok"
+    decoded, offset = pika.data.decode_table(struct.pack(">I", len(table)) + table, 0)
+    assert decoded["next"] == "ok" and offset == len(table) + 4, "decoding goes on after the deep table"
+    level = decoded["deep"]
+    for _ in range(wire.MAX_DEPTH - 1):
+        level = level["a"]
+    assert level == {"a": wire.TOO_DEEP}
+    when, _ = pika.data.decode_value(b"T" + struct.pack(">Q", 2**63), 0)
+    assert when == 2**63
