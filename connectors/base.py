@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 import structlog
 
@@ -46,15 +47,81 @@ def delivery_limit_reason(last_error: str = "") -> str:
     return f"{DELIVERY_LIMIT_EXCEEDED}; last error: {truncate(last_error, LAST_ERROR_MAX)}"
 
 
+#: characters of each value ``dead_letter_headers`` writes: the reason, and the names (error type, queue,
+#: routing key; AMQP short strings are at most 255 bytes anyway). A header larger than the broker's frame
+#: (131,072 bytes) makes it close the connection (FRAME_ERROR), so every header built from input is bounded.
+DEAD_LETTER_REASON_MAX = 1000
+DEAD_LETTER_NAME_MAX = 255
+#: bytes of encoded headers a dead-letter copy may carry in all (the original's and ours): under the
+#: RabbitMQ frame (131,072 bytes) with room for the other properties; the embedded transport keeps the same
+DEAD_LETTER_HEADERS_MAX = 120 * 1024
+#: the header that says which of the original's headers a dead-letter copy left out to stay under that bound
+HEADER_DROPPED_HEADERS = "x-esb-dropped-headers"
+
+
+def _text(value: object, limit: int) -> str:
+    """``value`` as bounded text: a caller may pass anything (bytes from the wire, an exception)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return truncate(value if isinstance(value, str) else str(value), limit)
+
+
 def dead_letter_headers(*, reason: str, error_type: str, queue: str, routing_key: str) -> dict[str, HeaderValue]:
-    """The headers every transport adds to a message it moves to the dead letter channel."""
+    """The headers every transport adds to a message it moves to the dead letter channel.
+
+    Every value is bounded whatever the caller passes (the reason to ``DEAD_LETTER_REASON_MAX``
+    characters, the others to ``DEAD_LETTER_NAME_MAX``, cut with ``TRUNCATED``), so these headers
+    take at most about 6 kB encoded.
+    """
     return {
-        HEADER_ERROR_REASON: reason,
-        HEADER_ERROR_TYPE: error_type,
-        HEADER_FAILED_QUEUE: queue,
+        HEADER_ERROR_REASON: _text(reason, DEAD_LETTER_REASON_MAX),
+        HEADER_ERROR_TYPE: _text(error_type, DEAD_LETTER_NAME_MAX),
+        HEADER_FAILED_QUEUE: _text(queue, DEAD_LETTER_NAME_MAX),
         HEADER_FAILED_AT: datetime.now(UTC).isoformat(),
-        HEADER_ORIGINAL_ROUTING_KEY: routing_key,
+        HEADER_ORIGINAL_ROUTING_KEY: _text(routing_key, DEAD_LETTER_NAME_MAX),
     }
+
+
+def fit_headers(
+    original: Mapping[Any, Any],
+    added: Mapping[str, HeaderValue],
+    *,
+    size_of: Callable[[Any, Any], int],
+    budget: int = DEAD_LETTER_HEADERS_MAX,
+) -> dict[Any, Any]:
+    """The headers of a dead-letter copy: the original's and ``added`` (which win), at most ``budget``
+    bytes as ``size_of(key, value)`` counts them (the transport's encoding of one entry).
+
+    The original's entries are left out largest first until the rest fits; an entry ``size_of``
+    cannot measure (raises) is left out too. What was left out is named (bounded) in
+    ``HEADER_DROPPED_HEADERS``. ``added`` is always kept: it is bounded (``dead_letter_headers``).
+    """
+
+    def measured(key: Any, value: Any) -> int:
+        try:
+            return size_of(key, value)
+        except Exception:  # not encodable by this transport: it cannot go into the copy at all
+            return budget + 1
+
+    kept = {key: value for key, value in original.items() if key not in added}
+    sizes = {key: measured(key, value) for key, value in kept.items()}
+    # room for ours and for the marker header (at most 400 characters, 4 bytes each in UTF-8)
+    room = budget - sum(size_of(key, value) for key, value in added.items()) - 1700
+    total = sum(sizes.values())
+    dropped: list[Any] = []
+    for key in sorted(sizes, key=lambda k: sizes[k], reverse=True):
+        if total <= room:
+            break
+        del kept[key]
+        total -= sizes[key]
+        dropped.append(key)
+    headers: dict[Any, Any] = {**kept, **added}
+    if dropped:
+        names = ", ".join(_text(key, 40) for key in dropped[:10])
+        headers[HEADER_DROPPED_HEADERS] = _text(
+            f"{len(dropped)} header(s) of the original left out to stay under {budget} bytes: {names}", 400
+        )
+    return headers
 
 
 @dataclass(frozen=True)
@@ -247,7 +314,11 @@ class Transport(ABC):
 
 
 __all__ = [
+    "DEAD_LETTER_HEADERS_MAX",
+    "DEAD_LETTER_NAME_MAX",
+    "DEAD_LETTER_REASON_MAX",
     "DELIVERY_LIMIT_EXCEEDED",
+    "HEADER_DROPPED_HEADERS",
     "HEADER_ERROR_REASON",
     "HEADER_ERROR_TYPE",
     "HEADER_FAILED_AT",
@@ -265,5 +336,6 @@ __all__ = [
     "dead_letter_headers",
     "delivery_limit_reason",
     "dispatch",
+    "fit_headers",
     "unroutable",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from connectors.base import (
     OutgoingMessage,
     Topology,
     dead_letter_headers,
+    fit_headers,
     unroutable,
 )
 from connectors.embedded.database import READ_ONLY
@@ -32,6 +34,31 @@ SYSTEM = "embedded"
 
 def transport_error(message: str, operation: str) -> TransportError:
     return TransportError(message, system=SYSTEM, operation=operation)
+
+
+def json_size(key: str, value: object) -> int:
+    """Bytes one header entry takes in the ``headers`` JSON column."""
+    return len(json.dumps({key: value}, ensure_ascii=False).encode()) - 2
+
+
+def plain_headers(headers: object) -> dict[str, HeaderValue]:
+    """A stored headers value as the contract's ``str | int`` mapping: anything else a row (or a careless
+    publisher) holds is text, and a value that is no mapping is no headers at all (never an error in claim)."""
+    if not isinstance(headers, dict):
+        return {}
+    plain: dict[str, HeaderValue] = {}
+    for key, value in headers.items():
+        if isinstance(value, bool):
+            plain[str(key)] = int(value)
+        elif isinstance(value, str | int):
+            plain[str(key)] = value
+        elif value is not None:
+            try:
+                text = json.dumps(value, ensure_ascii=False, default=str)
+            except (ValueError, TypeError, RecursionError):
+                text = "…[unreadable header value]"
+            plain[str(key)] = text
+    return plain
 
 
 class LeaseLost(TransportError):
@@ -186,7 +213,7 @@ class Store:
                             "routing_key": message.routing_key,
                             "message_id": message.message_id,
                             "content_type": message.content_type,
-                            "headers": dict(message.headers),
+                            "headers": plain_headers(dict(message.headers)),
                             "body": message.body,
                             "deliveries": 0,
                             "published_at": now,
@@ -248,7 +275,7 @@ class Store:
                     row.routing_key,
                     row.message_id,
                     row.content_type,
-                    dict(row.headers),
+                    plain_headers(row.headers),
                     bytes(row.body),
                     row.deliveries,
                     token,
@@ -310,12 +337,11 @@ class Store:
             raise transport_error(
                 f"no queue bound to dead letter exchange {info.dead_letter_exchange!r}", "dead_letter"
             )
-        headers = {
-            **message.headers,
-            **dead_letter_headers(
-                reason=reason, error_type=error_type, queue=info.name, routing_key=message.routing_key
-            ),
-        }
+        ours = dead_letter_headers(
+            reason=reason, error_type=error_type, queue=info.name, routing_key=message.routing_key
+        )
+        # the same bound as on RabbitMQ (its frame): a copy never grows past what the original plus ours allow
+        headers = fit_headers(message.headers, ours, size_of=json_size)
         now = time.time()
         conn.execute(
             insert(messages),

@@ -41,6 +41,28 @@ def _time(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def well_formed(value: Any) -> bool:
+    """Whether an ``x-death`` value is what the broker writes: a list of tables, each with a text ``queue``
+    and ``reason`` and an integer ``count``.
+
+    RabbitMQ 3.10 reads the header again when it dead-letters a message itself (delivery limit,
+    reject without requeue): a publisher's junk ``x-death`` (``[1, "two"]``) crashes its dead-letter
+    worker, and a few crashes take down dead-lettering for every quorum queue of the node (seen
+    here: ``rabbit_fifo_dlx_sup`` gone, ``noproc``). A copy we publish therefore never carries one.
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        return False
+    for entry in value:
+        if not isinstance(entry, Mapping):
+            return False
+        count = entry.get("count")
+        if not (isinstance(entry.get("queue"), str) and isinstance(entry.get("reason"), str)):
+            return False
+        if isinstance(count, bool) or not isinstance(count, int):
+            return False
+    return True
+
+
 def parse_x_death(value: Any) -> tuple[DeathRecord, ...]:
     """The entries of an ``x-death`` header value, most recent first; anything malformed is left out."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -63,4 +85,4 @@ def parse_x_death(value: Any) -> tuple[DeathRecord, ...]:
     return tuple(records)
 
 
-__all__ = ["MAX_DEATHS", "X_DEATH", "parse_x_death"]
+__all__ = ["MAX_DEATHS", "X_DEATH", "parse_x_death", "well_formed"]

@@ -28,6 +28,7 @@ import pika.exceptions
 import pika.spec
 import structlog
 
+from canonical_model.truncation import truncate
 from connectors.base import OutgoingMessage, unroutable
 from connectors.rabbitmq.errors import SYSTEM, transport_error
 
@@ -195,8 +196,10 @@ class _Link:
                 if batch.sent == len(batch.messages):
                     self._pending.popleft()
         except Exception as exc:
-            log.exception("publish failed")
-            self._shutdown(f"publish failed: {exc!r}", exc)
+            # bounded: pika's error may quote the whole value (a 300 kB message id: ShortStringTooLong)
+            detail = truncate(repr(exc), 300)
+            log.error("publish failed", error=detail)
+            self._shutdown(f"publish failed: {detail}", exc)
             self._close_connection()
 
     def _on_confirm(self, frame: Any) -> None:

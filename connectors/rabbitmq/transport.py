@@ -25,9 +25,13 @@ from connectors.rabbitmq.delivery import RabbitMQDelivery
 from connectors.rabbitmq.errors import CHANNEL_ERRORS, CONNECTION_ERRORS, SYSTEM, translated
 from connectors.rabbitmq.publisher import ConfirmingPublisher
 from connectors.rabbitmq.topology import declare_topology, delete_topology
+from connectors.rabbitmq.wire import install as install_bounded_decoder
 from connectors.urls import redact_url
 
 log = structlog.get_logger(__name__)
+
+# header tables nested too deep or holding impossible timestamps must not kill a connection in pika's decoder
+install_bounded_decoder()
 
 T = TypeVar("T")
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -159,15 +163,20 @@ class RabbitMQTransport(Transport):
             channel.basic_qos(prefetch_count=prefetch)
 
             def on_message(channel: Any, method: Any, properties: Any, body: bytes) -> None:
-                delivery = RabbitMQDelivery(
-                    channel,
-                    method,
-                    properties,
-                    body,
-                    queue=queue,
-                    dead_letter_exchange=dead_letter_exchange,
-                    delivery_limit=limit,
-                )
+                try:
+                    delivery = RabbitMQDelivery(
+                        channel,
+                        method,
+                        properties,
+                        body,
+                        queue=queue,
+                        dead_letter_exchange=dead_letter_exchange,
+                        delivery_limit=limit,
+                    )
+                except Exception:  # a bug in reading the wire: this message alone goes, not the connection
+                    log.exception("unreadable delivery; rejected to the dead letter exchange", queue=queue)
+                    channel.basic_reject(method.delivery_tag, requeue=False)
+                    return
                 if stop.is_set():
                     with suppress(TransportError):
                         delivery.return_unprocessed()
