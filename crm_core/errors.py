@@ -69,3 +69,24 @@ class CrossReferenceConflict(InvalidRequest):
         self.external_id = external_id
         self.linked_crm_id = linked_crm_id
         self.linked_external_id = linked_external_id
+
+
+class StaleCrossReference(CrmError):
+    """The CRM links ``crm_id`` to ``external_id``, but the other system's ``external_id`` is not that
+    object any more: another CRM object's (``actual_crm_id``) or nothing at all (``actual_crm_id`` None).
+    The other system's data was reset or restored while the CRM's was kept; sending on under the old
+    number would book to the wrong account. Permanent: an operator fixes the link, then replays.
+    """
+
+    def __init__(self, system: str, entity: str, *, crm_id: str, external_id: str, actual_crm_id: str | None) -> None:
+        now = f"belongs to CRM {actual_crm_id}" if actual_crm_id else "does not exist"
+        super().__init__(
+            f"the CRM links {entity} {crm_id} to {system} {entity} {external_id}, but in the {system} "
+            f"{external_id} {now}: the {system}'s data was reset or restored; correct or remove the link, "
+            "then replay"
+        )
+        self.external_system = system
+        self.entity = entity
+        self.crm_id = crm_id
+        self.external_id = external_id
+        self.actual_crm_id = actual_crm_id

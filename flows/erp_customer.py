@@ -7,6 +7,7 @@ from collections.abc import Callable
 from canonical_model.errors import BusinessRejection, MappingError
 from canonical_model.party import Customer
 from connectors.erp.client import ErpClient
+from crm_core.errors import StaleCrossReference
 from crm_core.services import CrmService
 from mappings import load_mapping
 
@@ -14,20 +15,70 @@ SYSTEM = "erp"
 ENTITY = "customer"
 #: canonical paths of the customer, seen from an order (``customer.name``)
 PREFIX = "customer."
+#: the ERP's fault codes for a customer number it does not have
+UNKNOWN_CUSTOMER_CODES = frozenset({"NOT_FOUND", "UNKNOWN_CUSTOMER"})
 
 
-def ensure_erp_customer(crm: CrmService, erp: ErpClient, customer: Customer, *, correlation_id: str | None) -> str:
+class VerifiedLinks:
+    """The (CRM id, ERP number) links this process has checked against the ERP, at most ``limit`` of them.
+
+    A link is checked once (one GetCustomer: the ERP customer's EXTREF must be the CRM id), then trusted
+    until the process restarts or the set is full (then it starts over): a reset ERP that reuses its
+    numbers is caught before an order is booked to another customer's account.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._links: set[tuple[str, str]] = set()
+        self._limit = limit
+
+    def __contains__(self, link: tuple[str, str]) -> bool:
+        return link in self._links
+
+    def add(self, link: tuple[str, str]) -> None:
+        if len(self._links) >= self._limit:
+            self._links.clear()
+        self._links.add(link)
+
+
+def verify_link(erp: ErpClient, crm_id: str, kunnr: str, *, correlation_id: str | None) -> None:
+    """Raise ``StaleCrossReference`` unless the ERP's customer ``kunnr`` is the CRM's ``crm_id`` (its EXTREF)."""
+    try:
+        record = erp.get_customer(kunnr, correlation_id=correlation_id)
+    except BusinessRejection as exc:
+        if exc.code in UNKNOWN_CUSTOMER_CODES:
+            raise StaleCrossReference(SYSTEM, ENTITY, crm_id=crm_id, external_id=kunnr, actual_crm_id=None) from exc
+        raise
+    extref = record.get("EXTREF")
+    actual = str(extref).strip(" ") if extref is not None else None
+    if actual != crm_id:
+        raise StaleCrossReference(SYSTEM, ENTITY, crm_id=crm_id, external_id=kunnr, actual_crm_id=actual or None)
+
+
+def ensure_erp_customer(
+    crm: CrmService,
+    erp: ErpClient,
+    customer: Customer,
+    *,
+    correlation_id: str | None,
+    verified: VerifiedLinks | None = None,
+) -> str:
     """The customer's ERP number, creating the ERP customer first if the CRM has no cross-reference.
 
     Raises MappingError with the path under ``customer.`` (``customer.name``) when the customer cannot
     be mapped (e.g. a name with a character XML 1.0 cannot carry), before any ERP call, and
     BusinessRejection in canonical terms when the ERP refuses it.
 
+    With ``verified``, a link the CRM already holds is checked against the ERP once (``verify_link``):
+    ``StaleCrossReference`` when the ERP's number now names another customer or none.
+
     Safe to repeat: the ERP's create is idempotent on the CRM id (EXTREF), so a crash between the
     ERP call and the cross-reference write is healed by the redelivery.
     """
     known = crm.cross_reference(SYSTEM, ENTITY, customer.id)
     if known is not None:
+        if verified is not None and (customer.id, known) not in verified:
+            verify_link(erp, customer.id, known, correlation_id=correlation_id)
+            verified.add((customer.id, known))
         return known
     mapping = load_mapping("erp_customer")
     try:
@@ -40,6 +91,8 @@ def ensure_erp_customer(crm: CrmService, erp: ErpClient, customer: Customer, *, 
     except BusinessRejection as exc:
         raise in_canonical_terms(exc, mapping.canonical_path, prefix=PREFIX) from exc
     crm.record_cross_reference(SYSTEM, ENTITY, customer.id, result.kunnr)
+    if verified is not None:
+        verified.add((customer.id, result.kunnr))  # the ERP just answered for this CRM id
     return result.kunnr
 
 
@@ -61,4 +114,4 @@ def in_canonical_terms(
     )
 
 
-__all__ = ["ENTITY", "SYSTEM", "ensure_erp_customer", "in_canonical_terms"]
+__all__ = ["ENTITY", "SYSTEM", "VerifiedLinks", "ensure_erp_customer", "in_canonical_terms", "verify_link"]

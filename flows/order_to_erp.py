@@ -18,7 +18,7 @@ from connectors.publishing import EnvelopePublisher
 from crm_core.errors import NotFound
 from crm_core.services import CrmService
 from flows.erp_confirmation import confirmation_of
-from flows.erp_customer import ensure_erp_customer, in_canonical_terms
+from flows.erp_customer import VerifiedLinks, ensure_erp_customer, in_canonical_terms
 from flows.payloads import answers_validated, data_of
 from flows.routes import Route
 from mappings import load_mapping
@@ -34,6 +34,8 @@ class OrderToErp:
         self._erp = erp
         self._publish = publish
         self._mapping = load_mapping("erp_sales_order")
+        # customer links checked against the ERP (once each): a reset ERP reuses its numbers
+        self._verified_links = VerifiedLinks()
 
     def __call__(self, envelope: Envelope) -> None:
         order = data_of(envelope, SalesOrder)
@@ -59,7 +61,9 @@ class OrderToErp:
             customer = self._crm.get_customer(order.customer_id)
         except NotFound as exc:
             raise InvalidMessage(f"order {order.id} names a customer the CRM does not know") from exc
-        kunnr = ensure_erp_customer(self._crm, self._erp, customer, correlation_id=correlation_id)
+        kunnr = ensure_erp_customer(
+            self._crm, self._erp, customer, correlation_id=correlation_id, verified=self._verified_links
+        )
         request = self._mapping.to_target(order, context={"kunnr": kunnr})
         try:
             result = self._erp.create_sales_order(

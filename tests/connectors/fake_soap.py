@@ -30,6 +30,8 @@ class FakeSoapServer:
     def __init__(self, server: ThreadingHTTPServer) -> None:
         self._server = server
         self.answer = Answer()
+        #: answers for one operation (by its SOAPAction's last segment, e.g. ``GetCustomer``), over ``answer``
+        self.answers: dict[str, Answer] = {}
         self.posts = 0
         #: bytes served before the WSDL (a newline, a byte order mark ...)
         self.wsdl_prefix = b""
@@ -41,6 +43,12 @@ class FakeSoapServer:
     def answer_with(self, status: int, body: bytes | str, content_type: str = "text/xml; charset=utf-8") -> None:
         self.answer = Answer(status, content_type, body.encode() if isinstance(body, str) else body)
         self.posts = 0
+
+    def answer_operation(
+        self, operation: str, status: int, body: bytes | str, content_type: str = "text/xml; charset=utf-8"
+    ) -> None:
+        """Answer ``operation`` (e.g. ``GetCustomer``) this way, whatever ``answer_with`` says for the rest."""
+        self.answers[operation] = Answer(status, content_type, body.encode() if isinstance(body, str) else body)
 
 
 @contextmanager
@@ -55,7 +63,8 @@ def fake_soap_server() -> Iterator[FakeSoapServer]:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             fake.posts += 1
             fake.headers.append(dict(self.headers))
-            answer = fake.answer
+            action = self.headers.get("SOAPAction", "").strip('"').rsplit("/", 1)[-1]
+            answer = fake.answers.get(action, fake.answer)
             self._reply(answer.status, answer.content_type, answer.body)
 
         def _reply(self, status: int, content_type: str, body: bytes) -> None:

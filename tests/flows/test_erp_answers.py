@@ -60,7 +60,9 @@ def test_an_erp_answer_that_does_not_fit_order_confirmed_still_confirms_the_orde
             "<ITEMS><ITEM><MATNR>MAT-1002</MATNR><KWMENGE>1</KWMENGE></ITEM></ITEMS></erp:CreateSalesOrder>"
         )
         answer = requests.post(erp.url, data=request, headers={"Content-Type": "text/xml"}, timeout=10).content
-    assert b"<WAERS>EUR</WAERS>" in answer and b"<VBELN>" in answer
+        read = envelope(f"<erp:GetCustomer><KUNNR>{kunnr}</KUNNR></erp:GetCustomer>")
+        customer_answer = requests.post(erp.url, data=read, headers={"Content-Type": "text/xml"}, timeout=10).content
+    assert b"<WAERS>EUR</WAERS>" in answer and b"<VBELN>" in answer and b"<EXTREF>crm-1</EXTREF>" in customer_answer
     crm = crm_service(tmp_path / "crm.db")
     customer = crm.create_customer(
         NewCustomer.model_validate(
@@ -80,6 +82,8 @@ def test_an_erp_answer_that_does_not_fit_order_confirmed_still_confirms_the_orde
     published: list[Envelope] = []
     with fake_soap_server() as fake, ErpClient(ErpSettings(url=fake.url)) as erp_client:
         fake.answer_with(200, answer.replace(b"<WAERS>EUR</WAERS>", b"<WAERS>eur</WAERS>"))
+        # the route checks the CRM's link against the ERP once: the customer is ours
+        fake.answer_operation("GetCustomer", 200, customer_answer.replace(b"crm-1", customer.id.encode()))
         handler = OrderToErp(crm, erp_client, published.append)
         handler(Envelope.new(events.ORDER_PLACED, order, source="/crm", subject=customer.id))
     # The ERP holds the order, and it is the system of record: the order is confirmed, never failed or

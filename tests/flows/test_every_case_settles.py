@@ -38,6 +38,7 @@ class Recorded:
 
     create_sales_order: bytes
     create_customer: bytes
+    get_customer: bytes
     kunnr: str
 
 
@@ -55,13 +56,15 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
             "<WAERS>EUR</WAERS><KLIMK>50000.00</KLIMK><ZTERM>NT30</ZTERM></CUSTOMER></erp:CreateCustomer>"
         )
         kunnr = customer.split(b"<KUNNR>")[1].split(b"</KUNNR>")[0].decode()
+        read = post(f"<erp:GetCustomer><KUNNR>{kunnr}</KUNNR></erp:GetCustomer>")
         order = post(
             f"<erp:CreateSalesOrder><IDEMPOTENCY_KEY>k-{uuid.uuid4().hex}</IDEMPOTENCY_KEY>"
             f"<HEADER><KUNNR>{kunnr}</KUNNR></HEADER>"
             "<ITEMS><ITEM><MATNR>MAT-1002</MATNR><KWMENGE>1</KWMENGE></ITEM></ITEMS></erp:CreateSalesOrder>"
         )
     assert b"<NETWR>" in order and b"<VBELN>" in order
-    return Recorded(order, customer, kunnr)
+    assert b"<EXTREF>crm-rec</EXTREF>" in read
+    return Recorded(order, customer, read, kunnr)
 
 
 @pytest.fixture
@@ -101,6 +104,8 @@ def test_after_every_case_no_order_is_left_placed(app: tuple[Application, FakeSo
     crm = application.crm
     linked = crm.create_customer(_customer())
     crm.record_cross_reference("erp", "customer", linked.id, recorded.kunnr)
+    # the order route checks that link against the ERP once: the ERP's customer is this CRM's
+    fake.answer_operation("GetCustomer", 200, recorded.get_customer.replace(b"crm-rec", linked.id.encode()))
     good = recorded.create_sales_order
     detail = erp_fault("UNKNOWN_MATERIAL", "no such material", "ITEMS.ITEM[0].MATNR", "MAT-1002")
     # (case, status, content type, body, the state it must end in, a text its reason or number holds)
