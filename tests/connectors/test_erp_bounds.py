@@ -95,13 +95,18 @@ def test_a_page_over_the_limit_is_read_in_halves_and_the_sync_completes(erp: Erp
     # Wide records (names of 1,500 characters, which the mapping then keeps aside) make a page of
     # the 10 seeded materials and these 6 larger than 8 kB: the client halves the page size until a
     # page fits, and the material sync walks the whole feed with it.
-    before = ErpClient(settings(erp.url)).materials_changed_since(0, max_rows=500).last_seq
+    with ErpClient(settings(erp.url)) as reader:
+        before = reader.materials_changed_since(0, max_rows=500).last_seq
     wide = [_add_material(erp, f"MAT-W{n}", f"Wide material {n} " + "w" * 1500) for n in range(6)]
     with ErpClient(settings(erp.url, max_answer_bytes=8192)) as client:
         batch = client.materials_changed_since(before - 2, max_rows=500)
         assert batch.more and 1 <= batch.max_rows < 8, batch.max_rows
         assert len(batch.items) == batch.max_rows
+        erp.reset_stats()
         result = sync_materials(crm, client, page_size=500)
+    # 500 -> 250 -> ... -> 7 rows once (7 calls), then the run keeps 7 rows a page (15 calls if each
+    # page started again at 500)
+    assert erp.calls("GetMaterialsChangedSince") <= 10
     assert crm.cursor(CURSOR) == wide[-1], "the sync read the whole feed in smaller pages"
     assert result.rejected == 6 and result.written >= 10
 
