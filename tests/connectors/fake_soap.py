@@ -124,13 +124,17 @@ def stream(handler: BaseHTTPRequestHandler, chunk: bytes, total: int, status: in
     return sent
 
 
-def drip(handler: BaseHTTPRequestHandler, answer: bytes, interval: float, *, head: bool = False) -> int:
-    """Write ``answer`` one byte per ``interval`` seconds: the body (Content-Length announced), or from
-    the status line on when ``head``. Stops early when the client hangs up; returns the bytes written."""
+def drip(
+    handler: BaseHTTPRequestHandler, answer: bytes, interval: float, *, head: bool = False, length: bool = True
+) -> int:
+    """Write ``answer`` one byte per ``interval`` seconds: the body (Content-Length announced unless not
+    ``length``: then the end is the close), or from the status line on when ``head``. Stops early when
+    the client hangs up; returns the bytes written."""
     if not head:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/xml; charset=utf-8")
-        handler.send_header("Content-Length", str(len(answer)))
+        if length:
+            handler.send_header("Content-Length", str(len(answer)))
         handler.end_headers()
         handler.wfile.flush()
     sent = 0

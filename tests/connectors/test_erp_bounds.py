@@ -140,10 +140,12 @@ def test_the_halving_asks_for_half_the_rows_down_to_one(fake: FakeSoapServer) ->
 # -- case 2: time ----------------------------------------------------------------------------------
 
 
-def test_a_dripped_answer_ends_at_the_call_deadline(fake: FakeSoapServer) -> None:
-    # one byte every 0.1 s: every read gets a byte long before the 5 s read timeout
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "close-delimited"])
+def test_a_dripped_answer_ends_at_the_call_deadline(fake: FakeSoapServer, length: bool) -> None:
+    # one byte every 0.1 s: every read gets a byte long before the 5 s read timeout. Without a
+    # Content-Length the cut at the deadline looks like the answer's end: still a timeout, not a parse error
     sent: list[int] = []
-    fake.on_post = lambda handler: sent.append(drip(handler, LIST_MATERIALS, 0.1))
+    fake.on_post = lambda handler: sent.append(drip(handler, LIST_MATERIALS, 0.1, length=length))
     quick = settings(fake.url, operation_timeout=5, call_deadline=1, retries=1)
     with ErpClient(quick) as client, pytest.raises(ConnectorTimeout) as caught:
         client.list_materials()
