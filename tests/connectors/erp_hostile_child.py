@@ -86,8 +86,11 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
     ]
     # the product's defaults (deadline, size limit, timeouts) but one attempt: the retry budget has its own test
     defaults = [ErpClient(ErpSettings(url=f"{base}/{kind}", wsdl_url=wsdl, retries=1)) for kind in kinds]
-    # the "valid" path answers properly: the first call reads the WSDL, before the baseline
-    load[kinds.index("valid")].list_materials()
+    # the "valid" path answers properly: the first call reads the WSDL, before the baseline (a few
+    # tries: on a busy machine the 1 s deadline can pass while reading it)
+    for _ in range(5):
+        if timed_call(load[kinds.index("valid")])[1] == "ok":
+            break
     baseline = psutil.Process().memory_info().rss
     outcomes: Counter[str] = Counter()
     slowest = {"load": 0.0, "defaults": 0.0}

@@ -104,8 +104,8 @@ def test_memory_and_time_stay_bounded_against_a_hostile_erp() -> None:
         f" slowest at the default deadline {slowest['defaults']:.2f} s ({DEFAULTS.call_deadline} s);"
         f" outcomes {result['outcomes']}"
     )
-    assert result["unexpected"] == []
-    assert int(result["calls"]) >= 200  # type: ignore[call-overload]
-    assert peak < 300 * MB
-    assert slowest["load"] <= deadline + 1
-    assert slowest["defaults"] <= DEFAULTS.call_deadline + 1
+    assert result["unexpected"] == [], result
+    assert int(result["calls"]) >= 200, result  # type: ignore[call-overload]
+    assert peak < 300 * MB, result
+    assert slowest["load"] <= deadline + 1, result
+    assert slowest["defaults"] <= DEFAULTS.call_deadline + 1, result
