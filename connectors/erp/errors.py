@@ -205,6 +205,8 @@ def _fault(exc: zeep.exceptions.Fault, call: Call) -> EsbError:
 
 
 def _too_large(exc: AnswerTooLarge, call: Call) -> EsbError:
+    if exc.setting != "max_answer_bytes":  # the WSDL or a schema: fewer rows would not help
+        return RequestRejected(f"ERP WSDL document too large: {exc}", **call.where)
     return AnswerOverLimit(f"ERP answer too large: {exc}", limit=exc.limit, **call.where)
 
 

@@ -87,6 +87,7 @@ class AnswerTooLarge(zeep.exceptions.TransportError):
         super().__init__(f"answer {how} {seen} bytes, over {setting}={limit}")  # type: ignore[no-untyped-call]
         self.limit = limit
         self.seen = seen
+        self.setting = setting
 
 
 class RedirectRefused(zeep.exceptions.TransportError):

@@ -91,6 +91,13 @@ def test_a_declared_length_over_the_limit_is_refused_before_reading(fake: FakeSo
     assert caught.value.limit == 4096 and "declares 8192 bytes" in caught.value.message
 
 
+def test_a_wsdl_over_its_limit_is_refused_without_halving(fake: FakeSoapServer) -> None:
+    with ErpClient(settings(fake.url, max_wsdl_bytes=4096)) as client, pytest.raises(RequestRejected) as caught:
+        client.materials_changed_since(0)
+    assert "max_wsdl_bytes=4096" in caught.value.message and not isinstance(caught.value, AnswerOverLimit)
+    assert (fake.gets, fake.posts) == (1, 0)
+
+
 def test_a_page_over_the_limit_is_read_in_halves_and_the_sync_completes(erp: ErpServerProcess, crm: CrmService) -> None:
     # Wide records (names of 1,500 characters, which the mapping then keeps aside) make a page of
     # the 10 seeded materials and these 6 larger than 8 kB: the client halves the page size until a
