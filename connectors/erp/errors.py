@@ -14,6 +14,7 @@ error through it)::
       VersionMismatch, unknown code or namespace)   -> RequestRejected         (naming the fault code)
     answer over max_answer_bytes (AnswerTooLarge)   -> AnswerOverLimit, a RequestRejected (the same request
                                                        gets the same answer; a paged read halves its page)
+    WSDL document over max_wsdl_bytes               -> RequestRejected
     call deadline or retry budget passed            -> ConnectorTimeout        (naming the limit)
     HTTP 3xx (redirects are never followed)         -> RequestRejected         (naming status and Location)
     WSDL/schema location outside the WSDL's
