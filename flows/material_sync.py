@@ -69,13 +69,18 @@ def sync_materials(
     stopped. Then at most ``page_size`` kept-aside records the feed did not bring again are mapped
     again from their stored record, least recently tried first. ``mapping`` defaults to the shipped
     ``erp_material``. ERP and database errors propagate (the caller retries the whole run later);
-    a bad record never does.
+    a bad record never does. A page over the ERP client's ``max_answer_bytes`` is read with fewer
+    rows (the client halves them) and the rest of the run keeps that page size; one material alone
+    over the limit raises ``AnswerOverLimit`` naming the CHSEQ after which it comes.
     """
     mapping = mapping or load_mapping("erp_material")
     written = rejected = 0
     seen: set[str] = set()  # keys the change feed brought in this run: their newest version was just tried
+    rows = page_size
     while True:
-        batch = erp.materials_changed_since(crm.cursor(CURSOR), max_rows=page_size)
+        batch = erp.materials_changed_since(crm.cursor(CURSOR), max_rows=rows)
+        # a page over the ERP client's answer limit was read with fewer rows: keep that size for this run
+        rows = batch.max_rows or rows
         products, rejects = _map_records(mapping, [(item, None) for item in batch.items])
         written += crm.apply_sync_page(SOURCE, products, rejects, cursor=batch.last_seq)
         rejected += len(rejects)

@@ -176,7 +176,10 @@ def test_a_value_error_that_is_not_lxml_text_stays_a_bug() -> None:
         (zeep.exceptions.Fault("x", code="soap:Server.userException"), TransientError),
         (zeep.exceptions.Fault("x", code="soap:Client.BadArguments"), PermanentError),
         (zeep.exceptions.XMLSyntaxError("not an envelope"), TransientError),
-        (zeep.exceptions.DTDForbidden("html", None, None), TransientError),
+        # issue 7 case 3: a DTD, entities or an external reference in an answer is refused for good
+        (zeep.exceptions.DTDForbidden("html", None, None), PermanentError),
+        (zeep.exceptions.EntitiesForbidden("x", "y"), PermanentError),
+        (zeep.exceptions.ExternalReferenceForbidden("file:///etc/passwd"), PermanentError),
         (zeep.exceptions.ValidationError("missing NAME1"), PermanentError),
         (etree.XMLSyntaxError("bad", 1, 1, 1, None), TransientError),
     ],

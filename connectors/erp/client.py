@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
@@ -28,17 +29,20 @@ import zeep
 import zeep.wsdl
 from zeep.helpers import serialize_object
 
-from connectors.erp.errors import SYSTEM, never_sent, retryable, translated
+from connectors.erp.errors import SYSTEM, AnswerOverLimit, never_sent, retryable, translated
 from connectors.erp.results import ChangeBatch, CustomerCreated, MaterialSaved, Record, SalesOrderResult
 from connectors.erp.settings import ErpSettings
-from connectors.erp.transport import ErpTransport
+from connectors.erp.transport import AnswerLimits, ErpTransport
 
 log = structlog.get_logger(__name__)
 
 BINDING = "{urn:crm-esb:erp:v1}ErpBinding"
-#: zeep's defaults are not safe enough (LIBRARY-NOTES): no DTD, no entities, nothing external
+#: zeep's defaults are not safe enough (LIBRARY-NOTES): no DTD, no entities, no huge trees. Not
+#: zeep's forbid_external: in zeep 4.3.3 it refuses every http(s) include, even one next to the
+#: WSDL, and lets file:// and plain paths through; ErpTransport.load decides instead (only the
+#: configured WSDL and documents under its directory, same scheme, host and port)
 ZEEP_SETTINGS = zeep.Settings(
-    strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True, xml_huge_tree=False
+    strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=False, xml_huge_tree=False
 )
 CORRELATION_HEADER = "X-Correlation-ID"
 
@@ -187,19 +191,49 @@ class ErpClient:
     def _changed(
         self, operation: str, container: str, element: str, since: int, max_rows: int, correlation_id: str | None
     ) -> ChangeBatch:
-        result = self._call(operation, correlation_id, SINCE_SEQ=since, MAX_ROWS=max_rows)
-        return ChangeBatch(
-            items=_rows(result.get(container), container, element),
-            last_seq=int(result["LAST_SEQ"]),
-            more=bool(result["MORE"]),
-        )
+        """One page of changes after ``since``; a page over ``max_answer_bytes`` is asked again with half the rows.
+
+        Down to one row: a single record over the limit raises ``AnswerOverLimit`` naming it as the
+        record after CHSEQ ``since`` (its key is in the answer we refused to read). At most
+        log2(max_rows) + 1 calls, each within its own deadline and retry budget.
+        """
+        rows = max_rows
+        while True:
+            try:
+                result = self._call(operation, correlation_id, SINCE_SEQ=since, MAX_ROWS=rows)
+            except AnswerOverLimit as exc:
+                if rows <= 1:
+                    record = f"{element} after CHSEQ {since}"
+                    raise AnswerOverLimit(
+                        f"ERP {record} alone is over max_answer_bytes={exc.limit}: {exc.message}",
+                        limit=exc.limit,
+                        record=record,
+                        system=exc.system,
+                        operation=exc.operation,
+                        correlation_id=exc.correlation_id,
+                    ) from exc
+                rows = max(1, rows // 2)
+                self._log.warning(
+                    "erp page over max_answer_bytes; asking fewer rows", operation=operation, since=since, rows=rows
+                )
+                continue
+            return ChangeBatch(
+                items=_rows(result.get(container), container, element),
+                last_seq=int(result["LAST_SEQ"]),
+                more=bool(result["MORE"]),
+                max_rows=rows,
+            )
 
     def _call(self, operation: str, correlation_id: str | None, *, idempotent: bool = True, **params: Any) -> Any:
         """One operation: retried on transport failures, errors translated, the answer as a plain dict."""
         bound = self._log.bind(operation=operation, correlation_id=correlation_id)
+        # every attempt's deadline is clipped to what is left of the budget (the transport reads it)
+        not_after = time.monotonic() + self.settings.retry_budget
 
         def attempt() -> Any:
+            self._local.not_after = not_after  # the WSDL read on a first call is inside the budget too
             service, session = self._service()
+            self._local.transport.not_after = not_after
             if correlation_id:  # for the ERP's log; the session is this thread's own
                 session.headers[CORRELATION_HEADER] = header_value(correlation_id)
             else:
@@ -219,7 +253,8 @@ class ErpClient:
             bound.warning("erp call failed; retrying", attempt=state.attempt_number, error=repr(error))
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(settings.retries),
+            # whichever comes first; an attempt started late is clipped by the transport to the budget
+            stop=tenacity.stop_after_attempt(settings.retries) | tenacity.stop_after_delay(settings.retry_budget),
             wait=tenacity.wait_exponential(multiplier=settings.retry_wait, max=settings.retry_wait_max),
             retry=tenacity.retry_if_exception(retry_on),
             before_sleep=before_sleep,
@@ -234,6 +269,7 @@ class ErpClient:
             settings = self.settings
             session = self._new_session()
             transport = self._transport(session)
+            transport.not_after = getattr(self._local, "not_after", None)
             try:
                 client: Any = _zeep_client(self._parsed_wsdl(transport), transport=transport, settings=ZEEP_SETTINGS)
             except BaseException:
@@ -241,6 +277,7 @@ class ErpClient:
                 raise
             service = client.create_service(BINDING, settings.url)
             self._local.client, self._local.service, self._local.session = client, service, session
+            self._local.transport = transport
             with self._sessions_lock:
                 self._sessions.add(session)
             self._log.info("erp client ready", wsdl=_redacted(settings.wsdl_url))
@@ -254,8 +291,16 @@ class ErpClient:
         return session
 
     def _transport(self, session: requests.Session) -> Any:
-        timeout = (self.settings.connect_timeout, self.settings.operation_timeout)  # requests: (connect, read)
-        return _zeep_transport(session=session, timeout=timeout, operation_timeout=timeout)
+        settings = self.settings
+        limits = AnswerLimits(
+            max_answer_bytes=settings.max_answer_bytes,
+            max_document_bytes=settings.max_wsdl_bytes,
+            call_deadline=settings.call_deadline,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.operation_timeout,
+            wsdl_url=settings.wsdl_url,
+        )
+        return _zeep_transport(session=session, limits=limits)
 
     def _parsed_wsdl(self, transport: Any) -> Any:
         """The WSDL, downloaded and parsed on first use only (a failure is retried by the caller)."""

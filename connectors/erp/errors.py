@@ -12,10 +12,20 @@ error through it)::
     any other SOAP fault (SCHEMA_INVALID, REQUEST_TOO_*,
       UNSUPPORTED_MEDIA_TYPE, no detail,
       VersionMismatch, unknown code or namespace)   -> RequestRejected         (naming the fault code)
-    HTTP 5xx (or 3xx) without a SOAP fault          -> BackOfficeUnavailable   (naming status and content type)
+    answer over max_answer_bytes (AnswerTooLarge)   -> AnswerOverLimit, a RequestRejected (the same request
+                                                       gets the same answer; a paged read halves its page)
+    WSDL document over max_wsdl_bytes               -> RequestRejected
+    call deadline or retry budget passed            -> ConnectorTimeout        (naming the limit)
+    HTTP 3xx (redirects are never followed)         -> RequestRejected         (naming status and Location)
+    WSDL/schema location outside the WSDL's
+      directory (LocationRefused)                   -> RequestRejected         (naming the location)
+    answer with a DTD, entities or an external
+      reference (zeep's *Forbidden)                 -> RequestRejected         (naming zeep's error: a hostile
+                                                       or broken ERP sends it again)
+    HTTP 5xx without a SOAP fault                   -> BackOfficeUnavailable   (naming status and content type)
     HTTP 4xx without a SOAP fault                   -> RequestRejected         (naming status and content type)
     answer unreadable (not XML, not a SOAP envelope,
-      DTD/entities, unexpected element, bad WSDL)   -> BackOfficeUnavailable   (with the parser's reason: the
+      unexpected element, bad WSDL)   -> BackOfficeUnavailable   (with the parser's reason: the
                                                        ERP may have committed; the idempotency key makes
                                                        the retry safe)
     request does not fit the WSDL (zeep
@@ -55,7 +65,14 @@ from canonical_model.errors import (
     MappingError,
     RequestRejected,
 )
-from connectors.erp.transport import SOAP11_ENVELOPE_NS, NotSoapAnswer, describe_body
+from connectors.erp.transport import (
+    SOAP11_ENVELOPE_NS,
+    AnswerTooLarge,
+    LocationRefused,
+    NotSoapAnswer,
+    RedirectRefused,
+    describe_body,
+)
 
 SYSTEM = "erp"
 NAMESPACE = "urn:crm-esb:erp:v1"
@@ -74,6 +91,18 @@ SERVER_FAULTS = frozenset({"Server", "Receiver"})
 CLIENT_FAULTS = frozenset({"Client", "Sender"})
 #: characters outside XML 1.0's Char production (lxml refuses them with a ValueError)
 NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class AnswerOverLimit(RequestRejected):
+    """The ERP's answer exceeds ``max_answer_bytes`` (``limit``): the same request would get it again.
+
+    A paged read catches it and asks for fewer rows; ``record`` names the record when one alone is too big.
+    """
+
+    def __init__(self, message: str, *, limit: int, record: str | None = None, **where: str | None) -> None:
+        super().__init__(message, **where)
+        self.limit = limit
+        self.record = record
 
 
 def clip(text: object, limit: int = TEXT_LIMIT) -> str:
@@ -176,6 +205,12 @@ def _fault(exc: zeep.exceptions.Fault, call: Call) -> EsbError:
     return RequestRejected(f"ERP refused the request ({code}){erp_code}: {said}", **call.where)
 
 
+def _too_large(exc: AnswerTooLarge, call: Call) -> EsbError:
+    if exc.setting != "max_answer_bytes":  # the WSDL or a schema: fewer rows would not help
+        return RequestRejected(f"ERP WSDL document too large: {exc}", **call.where)
+    return AnswerOverLimit(f"ERP answer too large: {exc}", limit=exc.limit, **call.where)
+
+
 def _status(exc: BaseException, call: Call) -> EsbError:
     status = http_status(exc)
     if isinstance(exc, NotSoapAnswer):
@@ -256,6 +291,17 @@ TRANSLATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...],
         _said("ERP request cannot be sent ({kind}): {error}", RequestRejected),
     ),
     (zeep.exceptions.Fault, _fault),
+    (AnswerTooLarge, _too_large),
+    (RedirectRefused, _said("ERP answer refused: {error}", RequestRejected)),
+    (LocationRefused, _said("ERP WSDL refused: {error}", RequestRejected)),
+    (
+        (
+            zeep.exceptions.DTDForbidden,
+            zeep.exceptions.EntitiesForbidden,
+            zeep.exceptions.ExternalReferenceForbidden,
+        ),
+        _said("ERP answer refused ({kind}): {error}", RequestRejected),
+    ),
     ((zeep.exceptions.TransportError, requests.HTTPError), _status),
     (
         (
@@ -273,9 +319,6 @@ TRANSLATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...],
             zeep.exceptions.XMLParseError,
             zeep.exceptions.UnexpectedElementError,
             zeep.exceptions.IncompleteMessage,
-            zeep.exceptions.DTDForbidden,
-            zeep.exceptions.EntitiesForbidden,
-            zeep.exceptions.ExternalReferenceForbidden,
             zeep.exceptions.SignatureVerificationFailed,
             zeep.exceptions.WsdlSyntaxError,
             etree.ParseError,
@@ -324,6 +367,7 @@ __all__ = [
     "SYSTEM",
     "TEXT_LIMIT",
     "TRANSLATIONS",
+    "AnswerOverLimit",
     "Call",
     "clip",
     "erp_fault_detail",

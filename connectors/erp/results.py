@@ -36,6 +36,9 @@ class ChangeBatch:
     items: list[Record] = field(default_factory=list)
     last_seq: int = 0
     more: bool = False
+    #: the page size this page was read with: smaller than asked when a bigger page exceeded
+    #: ``max_answer_bytes``; ask the next page with it (0: not known)
+    max_rows: int = 0
 
 
 __all__ = ["ChangeBatch", "CustomerCreated", "MaterialSaved", "Record", "SalesOrderResult"]

@@ -1,4 +1,4 @@
-"""How to reach the ERP: address, credentials, timeouts and the retry budget."""
+"""How to reach the ERP: address, credentials, timeouts, the retry budget and the answer size limit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connectors.urls import check_url
+
+#: default ``max_answer_bytes``: 2 x 4.2 MB (500 sales orders of 60 items at full width) and more;
+#: docs/architecture.md has the figures
+MAX_ANSWER_BYTES = 10 * 1024 * 1024
 
 
 class ErpSettings(BaseModel):
@@ -20,8 +24,20 @@ class ErpSettings(BaseModel):
     password: SecretStr | None = None
     #: seconds to establish a TCP connection
     connect_timeout: float = Field(default=3.0, gt=0)
-    #: seconds to wait for an answer (also used for reading the WSDL)
+    #: seconds one socket read may wait (requests' read timeout; also used for reading the WSDL)
     operation_timeout: float = Field(default=10.0, gt=0)
+    #: seconds for one HTTP exchange in all: connect, send and the whole answer (a dripped answer
+    #: is cut here); the WSDL is read within the same limit
+    call_deadline: float = Field(default=10.0, gt=0)
+    #: seconds for one operation in all, every attempt and pause between them included; kept under
+    #: the embedded transport's 30 s lease minus the consumer's 8 s requeue pause (connectors/consumer.py)
+    retry_budget: float = Field(default=20.0, gt=0)
+    #: bytes of one answer (after decompression), counted while reading; more is refused
+    #: (RequestRejected; a changed-since read halves its page size instead). At least twice the
+    #: largest page measured on the reference ERP at 500 rows, orders of 60 items (docs/architecture.md)
+    max_answer_bytes: int = Field(default=MAX_ANSWER_BYTES, ge=4096)
+    #: bytes of the WSDL and of each schema document it includes, counted while reading
+    max_wsdl_bytes: int = Field(default=4 * 1024 * 1024, ge=4096)
     #: attempts in all for a call that fails in transport (1 = no retry)
     retries: int = Field(default=3, ge=1)
     #: first pause between attempts in seconds; doubles each time, up to ``retry_wait_max``
@@ -42,4 +58,4 @@ class ErpSettings(BaseModel):
         return check_url(value, schemes=("http", "https"))
 
 
-__all__ = ["ErpSettings"]
+__all__ = ["MAX_ANSWER_BYTES", "ErpSettings"]

@@ -10,17 +10,36 @@ Two things happen to every SOAP answer before zeep sees it (the first also to th
   ``NotSoapAnswer`` with the HTTP status and content type. zeep itself would call it a ``Fault``
   without a code, which hides that the ERP was not the one answering.
 
-The transport belongs to one thread's zeep client (like its Session): it keeps no state of its own.
+Every exchange is bounded (``AnswerLimits``, from ``ErpSettings``):
+
+- size: the answer is read in chunks with a running count (after decompression); past
+  ``max_answer_bytes`` (or a Content-Length above it) ``AnswerTooLarge`` is raised before more is read;
+- time: connect, send, headers and the whole answer within one ``Deadline``
+  (``connectors.erp.deadline``), else ``CallDeadlineExceeded``;
+- redirects: never followed; a 3xx answer raises ``RedirectRefused`` naming the status and the Location;
+- WSDL and schema documents: only the configured WSDL location and documents under its directory
+  (same scheme, host and port) are read; anything else (``file://``, another host, ``../``) raises
+  ``LocationRefused`` before anything is opened.
+
+The transport belongs to one thread's zeep client (like its Session); ``not_after`` (a
+``time.monotonic()`` instant, set by the client per call) clips every deadline to the call's
+retry budget.
 """
 
 from __future__ import annotations
 
+import posixpath
+import time
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import zeep
 import zeep.exceptions
 from lxml import etree
+
+from connectors.erp.deadline import CallDeadlineExceeded, Deadline, DeadlineAdapter, reported
 
 SOAP11_ENVELOPE_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 _FAULT_PATH = f"{{{SOAP11_ENVELOPE_NS}}}Body/{{{SOAP11_ENVELOPE_NS}}}Fault"
@@ -38,6 +57,100 @@ _CHECK_PARSER_OPTIONS: dict[str, Any] = {
     "huge_tree": False,
     "remove_comments": True,
 }
+
+
+#: bytes asked of the socket per read
+_CHUNK = 64 * 1024
+#: characters of a Location header kept in an error
+_LOCATION_LIMIT = 120
+
+
+@dataclass(frozen=True)
+class AnswerLimits:
+    """What one exchange may spend: bytes of answer, seconds in all (see ``ErpSettings``)."""
+
+    max_answer_bytes: int
+    #: the same for the WSDL and each schema document
+    max_document_bytes: int
+    call_deadline: float
+    connect_timeout: float
+    read_timeout: float
+    #: the configured WSDL location: the origin and directory documents may be read from
+    wsdl_url: str
+
+
+class AnswerTooLarge(zeep.exceptions.TransportError):
+    """The answer (or its Content-Length) exceeds ``limit`` bytes; ``seen`` is what was read or declared."""
+
+    def __init__(self, limit: int, seen: int, declared: bool = False, setting: str = "max_answer_bytes") -> None:
+        how = "declares" if declared else "exceeds"
+        super().__init__(f"answer {how} {seen} bytes, over {setting}={limit}")  # type: ignore[no-untyped-call]
+        self.limit = limit
+        self.seen = seen
+        self.setting = setting
+
+
+class RedirectRefused(zeep.exceptions.TransportError):
+    """A 3xx answer: redirects are not followed (the request would go somewhere not configured)."""
+
+    def __init__(self, status_code: int, location: str) -> None:
+        shown = location if len(location) <= _LOCATION_LIMIT else location[:_LOCATION_LIMIT] + "...[truncated]"
+        super().__init__(  # type: ignore[no-untyped-call]
+            f"HTTP {status_code} redirect to {shown or '(no Location)'} not followed", status_code=status_code
+        )
+        self.location = shown
+
+
+class LocationRefused(zeep.exceptions.Error):
+    """A WSDL or schema location outside the configured WSDL's origin and directory."""
+
+    def __init__(self, url: str, wsdl_url: str) -> None:
+        shown = url if len(url) <= _LOCATION_LIMIT else url[:_LOCATION_LIMIT] + "...[truncated]"
+        super().__init__(  # type: ignore[no-untyped-call]
+            f"refused to read {shown}: only {_origin_dir(wsdl_url)} (the configured WSDL's directory) is read"
+        )
+
+
+def _origin_dir(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{posixpath.dirname(parts.path) or '/'}"
+
+
+def allowed_location(url: str, wsdl_url: str) -> bool:
+    """Whether ``url`` is ``wsdl_url`` or lies under its directory, same scheme, host and port."""
+    if url == wsdl_url:
+        return True
+    try:
+        want, got = urlsplit(wsdl_url), urlsplit(url)
+        same_origin = (got.scheme, got.hostname, got.port) == (want.scheme, want.hostname, want.port)
+    except ValueError:  # a port that is not a number
+        return False
+    if not same_origin or got.username or got.password or "\\" in got.path:
+        return False
+    directory = posixpath.dirname(want.path).rstrip("/") + "/"
+    path = posixpath.normpath(got.path or "/")
+    return (path + "/").startswith(directory) or path == directory.rstrip("/")
+
+
+def read_bounded(
+    response: requests.Response, limit: int, deadline: Deadline, setting: str = "max_answer_bytes"
+) -> bytes:
+    """The whole (decoded) body of a ``stream=True`` response, at most ``limit`` bytes, before ``deadline``.
+
+    Raises ``AnswerTooLarge`` (the response is closed, the rest never read) or ``CallDeadlineExceeded``.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise AnswerTooLarge(limit, int(declared), declared=True, setting=setting)
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in response.iter_content(_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise AnswerTooLarge(limit, total, setting=setting)
+        chunks.append(chunk)
+        deadline.check()
+    return b"".join(chunks)
 
 
 class NotSoapAnswer(zeep.exceptions.TransportError):
@@ -83,8 +196,54 @@ def describe_body(content: bytes) -> tuple[bool, str]:
 class ErpTransport(zeep.Transport):
     """zeep's Transport with answers cleaned up and non-SOAP HTTP failures named (see the module)."""
 
+    def __init__(self, *, session: requests.Session, limits: AnswerLimits) -> None:
+        adapter = DeadlineAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        timeouts = (limits.connect_timeout, limits.read_timeout)
+        super().__init__(session=session, timeout=timeouts, operation_timeout=timeouts)  # type: ignore[no-untyped-call]
+        self.limits = limits
+        #: ``time.monotonic()`` instant no exchange may outlast (the call's retry budget); None: no budget
+        self.not_after: float | None = None
+
+    def _deadline(self) -> Deadline:
+        seconds, setting = self.limits.call_deadline, "call_deadline"
+        if self.not_after is not None and self.not_after - time.monotonic() < seconds:
+            seconds, setting = max(self.not_after - time.monotonic(), 0.0), "retry_budget"
+        return Deadline(seconds, setting)
+
+    def _exchange(self, method: str, url: str, *, document: bool = False, **kwargs: Any) -> requests.Response:
+        """One bounded exchange: no redirects, the body read within the size limit and the deadline.
+
+        ``document``: a WSDL or schema document (its own size limit), not a SOAP answer.
+        """
+        limits = self.limits
+        limit, setting = (
+            (limits.max_document_bytes, "max_wsdl_bytes") if document else (limits.max_answer_bytes, "max_answer_bytes")
+        )
+        with self._deadline() as deadline, reported(deadline):
+            deadline.check()
+            response = self.session.request(
+                method,
+                url,
+                timeout=deadline.timeouts(limits.connect_timeout, limits.read_timeout),
+                stream=True,
+                allow_redirects=False,
+                **kwargs,
+            )
+            try:
+                if 300 <= response.status_code < 400:
+                    raise RedirectRefused(response.status_code, response.headers.get("Location", ""))
+                content = read_bounded(response, limit, deadline, setting)
+            except BaseException:
+                response.close()  # not back to the pool: the rest of the answer is unread
+                raise
+            response._content = content  # what requests keeps after reading; zeep reads .content
+            response._content_consumed = True  # type: ignore[union-attr]
+            return response
+
     def post(self, address: str, message: Any, headers: Any) -> requests.Response:
-        response: requests.Response = super().post(address, message, headers)  # type: ignore[no-untyped-call]
+        response = self._exchange("POST", address, data=message, headers=headers)
         content_type = response.headers.get("Content-Type", "")
         if not content_type.lower().startswith("multipart/"):
             content = response.content
@@ -102,10 +261,31 @@ class ErpTransport(zeep.Transport):
                 )
         return response
 
+    def load(self, url: str) -> bytes:
+        """A WSDL or schema document: only from the configured WSDL's origin and directory."""
+        if not allowed_location(url, self.limits.wsdl_url):
+            raise LocationRefused(url, self.limits.wsdl_url)
+        content: bytes = super().load(url)  # type: ignore[no-untyped-call]
+        return content
+
     def _load_remote_data(self, url: str) -> bytes:
-        """The WSDL (or an imported schema), read with the same tolerance for leading noise."""
-        content: bytes = super()._load_remote_data(url)  # type: ignore[no-untyped-call]
-        return without_leading_noise(content)
+        """The WSDL (or an imported schema), bounded like an answer, with the same tolerance for leading noise."""
+        response = self._exchange("GET", url, document=True)
+        response.raise_for_status()
+        return without_leading_noise(response.content)
 
 
-__all__ = ["SOAP11_ENVELOPE_NS", "ErpTransport", "NotSoapAnswer", "describe_body", "without_leading_noise"]
+__all__ = [
+    "SOAP11_ENVELOPE_NS",
+    "AnswerLimits",
+    "AnswerTooLarge",
+    "CallDeadlineExceeded",
+    "ErpTransport",
+    "LocationRefused",
+    "NotSoapAnswer",
+    "RedirectRefused",
+    "allowed_location",
+    "describe_body",
+    "read_bounded",
+    "without_leading_noise",
+]
