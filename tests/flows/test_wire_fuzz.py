@@ -173,7 +173,7 @@ def _customers(app: Application) -> list[str]:
         new = NewCustomer.model_validate(
             {
                 "name": name,
-                "credit_limit": "9999999999999.99",
+                "credit_limit": "999999999999.99",  # the most an amount holds (12 integer digits)
                 "addresses": [{"street": "Hauptstr. 1", "city": "Berlin", "postal_code": "10115", "country": "DE"}],
             }
         )
