@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from connectors.urls import check_url
 
-#: default ``max_answer_bytes``: 2 x 4.2 MB (500 sales orders of 60 items at full width) and more;
+#: default ``max_answer_bytes``: more than twice the largest page the reference ERP returns at its default
+#: page size (500 records, and it stops a page at about 4 MiB: backoffice/erp/records.py PAGE_BYTES);
 #: docs/architecture.md has the figures
 MAX_ANSWER_BYTES = 10 * 1024 * 1024
 
