@@ -22,12 +22,20 @@ error through it)::
     answer with a DTD, entities or an external
       reference (zeep's *Forbidden)                 -> RequestRejected         (naming zeep's error: a hostile
                                                        or broken ERP sends it again)
-    HTTP 5xx without a SOAP fault                   -> BackOfficeUnavailable   (naming status and content type)
-    HTTP 4xx without a SOAP fault                   -> RequestRejected         (naming status and content type)
+    HTTP 5xx, 408 or 429 without a SOAP fault       -> BackOfficeUnavailable   (naming status and content type;
+                                                       retried, a Retry-After waited within the budget)
+    other HTTP 4xx without a SOAP fault             -> RequestRejected         (naming status and content type)
     answer unreadable (not XML, not a SOAP envelope,
-      unexpected element, bad WSDL)   -> BackOfficeUnavailable   (with the parser's reason: the
+      unexpected element, bad WSDL)                 -> BackOfficeUnavailable   (with the parser's reason: the
                                                        ERP may have committed; the idempotency key makes
                                                        the retry safe)
+    an answer value zeep cannot convert
+      (UnconvertibleValue, raised by the client for
+      zeep's decimal.InvalidOperation/ValueError)   -> UnreadableAnswerValue, a BackOfficeUnavailable
+                                                       (naming field path and value; CreateSalesOrder and
+                                                       the material feed read such an answer by hand instead)
+    WSDL without the ERP's binding (WsdlUnusable:
+      a proxy's HTML page, an empty definitions)    -> BackOfficeUnavailable   (not kept: read again next call)
     request does not fit the WSDL (zeep
       ValidationError, TypeError, LookupError ...)  -> RequestRejected
     text XML 1.0 cannot carry (lxml ValueError)     -> MappingError(ERP field path, value)
@@ -36,12 +44,16 @@ error through it)::
 
 A fault code is classified by the first segment of its local name (SOAP 1.1 section 4.4.1 dot
 notation: ``soap:Server.userException`` is a Server fault); a prefix that names a namespace other
-than SOAP's makes the code unknown. Whether an HTTP failure holds a SOAP fault at all is decided
-by ``connectors.erp.transport`` (``NotSoapAnswer``), which sees the status and the content type.
+than SOAP's makes the code unknown. The prefix is resolved with the namespaces in scope at the
+``faultcode`` element of the raw answer (the client hands them over as ``Fault.code_scope``), so
+whether a ``<detail>`` is present does not matter; an undeclared prefix is unknown too. Whether an
+HTTP failure holds a SOAP fault at all is decided by ``connectors.erp.transport`` (``NotSoapAnswer``),
+which sees the status and the content type.
 
 Which failures are retried inside the connector is decided here too (``retryable``): transport
-failures only, never a SOAP fault. Every text taken from the answer or the request is clipped to
-``TEXT_LIMIT`` characters (with a marker) before it goes into a message.
+failures only (408, 429, 502, 503, 504 among HTTP statuses), never a SOAP fault. Every text taken
+from the answer or the request is clipped to ``TEXT_LIMIT`` characters (with a marker) before it
+goes into a message.
 """
 
 from __future__ import annotations
