@@ -283,6 +283,8 @@ class ErpClient:
                 raise
             except (ArithmeticError, ValueError) as exc:
                 return self._unconvertible(exc, transport.last_answer, by_hand, bound)
+            finally:
+                transport.last_answer = None  # up to max_answer_bytes: not kept beyond the attempt
 
         with translated(operation, correlation_id, params):
             answer = self._retrying(attempt, retryable if idempotent else never_sent, bound, not_after)
