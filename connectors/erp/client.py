@@ -29,10 +29,21 @@ import zeep
 import zeep.wsdl
 from zeep.helpers import serialize_object
 
-from connectors.erp.errors import SYSTEM, AnswerOverLimit, never_sent, retryable, translated
+from connectors.erp.errors import (
+    SYSTEM,
+    AnswerOverLimit,
+    Call,
+    UnconvertibleValue,
+    WsdlUnusable,
+    never_sent,
+    retryable,
+    translated,
+    unreadable_value,
+)
+from connectors.erp.raw_answer import AnswerNotReadable, answer_text, fault_code_scope, unconvertible_element
 from connectors.erp.results import ChangeBatch, CustomerCreated, MaterialSaved, Record, SalesOrderResult
 from connectors.erp.settings import ErpSettings
-from connectors.erp.transport import AnswerLimits, ErpTransport
+from connectors.erp.transport import AnswerLimits, ErpTransport, NotSoapAnswer
 
 log = structlog.get_logger(__name__)
 
@@ -138,18 +149,21 @@ class ErpClient:
         The answer is read leniently: once the ERP has accepted an order, an element missing from or
         added to its answer (WAERS left out, ...) must not make the answer unreadable and the call
         retried forever; the order's values come back as the ERP sent them (None where missing),
-        and the flow decides what it can use.
+        and the flow decides what it can use. A value zeep cannot convert at all (NETWR ``1,250.00``)
+        makes the whole answer be read by hand instead: then every value is the ERP's text.
         """
         with _lenient_answers():
             result = self._call(
                 "CreateSalesOrder",
                 correlation_id,
+                by_hand=True,
                 IDEMPOTENCY_KEY=idempotency_key,
                 HEADER=dict(header),
                 ITEMS={"ITEM": [dict(item) for item in items]},
             )
         answer = result if isinstance(result, dict) else {}
-        return SalesOrderResult(order=answer.get("SALES_ORDER") or {}, created=bool(answer.get("CREATED")))
+        order = answer.get("SALES_ORDER")
+        return SalesOrderResult(order=order if isinstance(order, dict) else {}, created=_flag(answer.get("CREATED")))
 
     def get_sales_order(self, vbeln: str, *, correlation_id: str | None = None) -> Record:
         return _record(self._call("GetSalesOrder", correlation_id, VBELN=vbeln), "SALES_ORDER")
@@ -198,9 +212,12 @@ class ErpClient:
         log2(max_rows) + 1 calls, each within its own deadline and retry budget.
         """
         rows = max_rows
+        # a page whose value zeep cannot convert is read by hand (values as text) where the caller
+        # keeps a bad record aside: the material feed (issue 6 case 7)
+        by_hand = operation in _PAGES_READ_BY_HAND
         while True:
             try:
-                result = self._call(operation, correlation_id, SINCE_SEQ=since, MAX_ROWS=rows)
+                result = self._call(operation, correlation_id, by_hand=by_hand, SINCE_SEQ=since, MAX_ROWS=rows)
             except AnswerOverLimit as exc:
                 if rows <= 1:
                     record = f"{element} after CHSEQ {since}"
@@ -217,15 +234,33 @@ class ErpClient:
                     "erp page over max_answer_bytes; asking fewer rows", operation=operation, since=since, rows=rows
                 )
                 continue
+            last_seq = _sequence(result.get("LAST_SEQ"))
+            if last_seq is None:  # zeep turns an unreadable integer into None; by hand it is text
+                raise unreadable_value(
+                    "LAST_SEQ", _text(result.get("LAST_SEQ")), "not a sequence number", Call(operation, correlation_id)
+                )
             return ChangeBatch(
                 items=_rows(result.get(container), container, element),
-                last_seq=int(result["LAST_SEQ"]),
-                more=bool(result["MORE"]),
+                last_seq=last_seq,
+                more=_flag(result.get("MORE")),
                 max_rows=rows,
             )
 
-    def _call(self, operation: str, correlation_id: str | None, *, idempotent: bool = True, **params: Any) -> Any:
-        """One operation: retried on transport failures, errors translated, the answer as a plain dict."""
+    def _call(
+        self,
+        operation: str,
+        correlation_id: str | None,
+        *,
+        idempotent: bool = True,
+        by_hand: bool = False,
+        **params: Any,
+    ) -> Any:
+        """One operation: retried on transport failures, errors translated, the answer as a plain dict.
+
+        ``by_hand``: when zeep cannot convert a value of the answer, return the answer read by hand
+        (``raw_answer.answer_text``: every value the ERP's text) instead of raising
+        ``UnreadableAnswerValue``.
+        """
         bound = self._log.bind(operation=operation, correlation_id=correlation_id)
         # every attempt's deadline is clipped to what is left of the budget (the transport reads it)
         not_after = time.monotonic() + self.settings.retry_budget
@@ -233,20 +268,64 @@ class ErpClient:
         def attempt() -> Any:
             self._local.not_after = not_after  # the WSDL read on a first call is inside the budget too
             service, session = self._service()
-            self._local.transport.not_after = not_after
+            transport = self._local.transport
+            transport.not_after = not_after
+            transport.last_answer = None
             if correlation_id:  # for the ERP's log; the session is this thread's own
                 session.headers[CORRELATION_HEADER] = header_value(correlation_id)
             else:
                 session.headers.pop(CORRELATION_HEADER, None)
-            return getattr(service, operation)(**params)
+            try:
+                return getattr(service, operation)(**params)
+            except zeep.exceptions.Fault as exc:
+                # the fault code's prefix is resolved where it is written, not through <detail>
+                exc.code_scope = fault_code_scope(transport.last_answer)  # type: ignore[attr-defined]
+                raise
+            except (ArithmeticError, ValueError) as exc:
+                return self._unconvertible(exc, transport.last_answer, by_hand, bound)
+            finally:
+                transport.last_answer = None  # up to max_answer_bytes: not kept beyond the attempt
 
         with translated(operation, correlation_id, params):
-            answer = self._retrying(attempt, retryable if idempotent else never_sent, bound)
+            answer = self._retrying(attempt, retryable if idempotent else never_sent, bound, not_after)
         bound.debug("erp call done")
+        if isinstance(answer, _ReadByHand):
+            return answer.value
         return _serialize(answer, target_cls=dict)
 
-    def _retrying(self, attempt: Callable[[], T], retry_on: Callable[[BaseException], bool], bound: Any) -> T:
+    def _unconvertible(
+        self, exc: ArithmeticError | ValueError, content: bytes | None, by_hand: bool, bound: Any
+    ) -> Any:
+        """zeep raised while converting the answer ``content``: the answer read by hand, or ``UnconvertibleValue``.
+
+        Anything else (no answer read in this attempt, a ValueError from outside zeep's value
+        conversion) is re-raised as it is.
+        """
+        found = unconvertible_element(exc.__traceback__)
+        if content is None or (found is None and not isinstance(exc, ArithmeticError)):
+            raise exc
+        path, text = found or ("(unknown element)", None)
+        reason = f"not a valid value for its type ({type(exc).__name__})"
+        if by_hand:
+            try:
+                value = answer_text(content)
+            except AnswerNotReadable as unreadable:
+                raise UnconvertibleValue(path, text, f"{reason}; {unreadable}") from exc
+            bound.warning("erp answer read by hand: zeep cannot convert a value", field=path, value=_clipped(text))
+            return _ReadByHand(value)
+        raise UnconvertibleValue(path, text, reason) from exc
+
+    def _retrying(
+        self, attempt: Callable[[], T], retry_on: Callable[[BaseException], bool], bound: Any, not_after: float
+    ) -> T:
         settings = self.settings
+        backoff = tenacity.wait_exponential(multiplier=settings.retry_wait, max=settings.retry_wait_max)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            # a proxy's Retry-After (429/503) is honoured: never retried sooner than it asks
+            seconds = float(backoff(state))
+            asked = _asked_wait(state)
+            return max(seconds, asked) if asked is not None else seconds
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
@@ -254,8 +333,12 @@ class ErpClient:
 
         retrying = tenacity.Retrying(
             # whichever comes first; an attempt started late is clipped by the transport to the budget
-            stop=tenacity.stop_after_attempt(settings.retries) | tenacity.stop_after_delay(settings.retry_budget),
-            wait=tenacity.wait_exponential(multiplier=settings.retry_wait, max=settings.retry_wait_max),
+            stop=tenacity.stop_any(
+                tenacity.stop_after_attempt(settings.retries),
+                tenacity.stop_after_delay(settings.retry_budget),
+                _AsksBeyondBudget(not_after),
+            ),
+            wait=wait,
             retry=tenacity.retry_if_exception(retry_on),
             before_sleep=before_sleep,
             reraise=True,
@@ -306,7 +389,14 @@ class ErpClient:
         """The WSDL, downloaded and parsed on first use only (a failure is retried by the caller)."""
         with self._document_lock:
             if self._document is None:
-                self._document = _zeep_document(self.settings.wsdl_url, transport, settings=ZEEP_SETTINGS)
+                document = _zeep_document(self.settings.wsdl_url, transport, settings=ZEEP_SETTINGS)
+                if BINDING not in document.bindings:
+                    # a proxy's HTML page or an empty WSDL parses without error: not kept, the next call reads again
+                    what = transport.last_document or "the document"
+                    raise WsdlUnusable(
+                        f"{_redacted(self.settings.wsdl_url)} gave {what} without binding {BINDING}", what=what
+                    )
+                self._document = document
             return self._document
 
     def close(self) -> None:
@@ -334,6 +424,61 @@ def _lenient_answers() -> Iterator[None]:
         yield
 
 
+#: change feeds whose page is read by hand when zeep cannot convert a value (the caller keeps bad records aside)
+_PAGES_READ_BY_HAND = frozenset({"GetMaterialsChangedSince"})
+#: characters of an answer value in a log line
+_LOGGED_VALUE = 80
+
+
+def _asked_wait(state: tenacity.RetryCallState) -> float | None:
+    """The seconds a failed attempt's ``Retry-After`` asked for, if it had one."""
+    error = state.outcome.exception() if state.outcome else None
+    return error.retry_after if isinstance(error, NotSoapAnswer) else None
+
+
+class _AsksBeyondBudget(tenacity.stop.stop_base):
+    """Stop when a ``Retry-After`` asks for more than the retry budget leaves: waiting would only time out."""
+
+    def __init__(self, not_after: float) -> None:
+        self.not_after = not_after
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        asked = _asked_wait(retry_state)
+        return asked is not None and asked >= self.not_after - time.monotonic()
+
+
+class _ReadByHand:
+    """An answer read by hand (``raw_answer.answer_text``): returned as it is, not through zeep's serializer."""
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        self.value = value
+
+
+def _clipped(text: str | None) -> str | None:
+    return text if text is None or len(text) <= _LOGGED_VALUE else text[:_LOGGED_VALUE] + "...[truncated]"
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else _clipped(str(value))
+
+
+def _flag(value: Any) -> bool:
+    """An xsd:boolean as zeep gives it (bool) or as text read by hand (``true``/``1``)."""
+    if isinstance(value, str):
+        return value.strip() in ("true", "1")
+    return bool(value)
+
+
+def _sequence(value: Any) -> int | None:
+    """A change sequence number (zeep's int, or text read by hand), None when it is none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    text = value.strip() if isinstance(value, str) else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else None
+
+
 # zeep unwraps answers holding a single element (GetCustomerResponse -> the CUSTOMER itself, and
 # ListMaterialsResponse -> the MATERIAL list): these two accept the wrapped and the unwrapped shape.
 
@@ -351,6 +496,8 @@ def _rows(value: Any, container: str, element: str) -> list[Record]:
         value = value[container]
     if isinstance(value, dict):
         value = value.get(element)
+    if isinstance(value, dict):  # read by hand: a single record is not a list
+        value = [value]
     return list(value or [])
 
 

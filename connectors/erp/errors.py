@@ -22,12 +22,20 @@ error through it)::
     answer with a DTD, entities or an external
       reference (zeep's *Forbidden)                 -> RequestRejected         (naming zeep's error: a hostile
                                                        or broken ERP sends it again)
-    HTTP 5xx without a SOAP fault                   -> BackOfficeUnavailable   (naming status and content type)
-    HTTP 4xx without a SOAP fault                   -> RequestRejected         (naming status and content type)
+    HTTP 5xx, 408 or 429 without a SOAP fault       -> BackOfficeUnavailable   (naming status and content type;
+                                                       retried, a Retry-After waited within the budget)
+    other HTTP 4xx without a SOAP fault             -> RequestRejected         (naming status and content type)
     answer unreadable (not XML, not a SOAP envelope,
-      unexpected element, bad WSDL)   -> BackOfficeUnavailable   (with the parser's reason: the
+      unexpected element, bad WSDL)                 -> BackOfficeUnavailable   (with the parser's reason: the
                                                        ERP may have committed; the idempotency key makes
                                                        the retry safe)
+    an answer value zeep cannot convert
+      (UnconvertibleValue, raised by the client for
+      zeep's decimal.InvalidOperation/ValueError)   -> UnreadableAnswerValue, a BackOfficeUnavailable
+                                                       (naming field path and value; CreateSalesOrder and
+                                                       the material feed read such an answer by hand instead)
+    WSDL without the ERP's binding (WsdlUnusable:
+      a proxy's HTML page, an empty definitions)    -> BackOfficeUnavailable   (not kept: read again next call)
     request does not fit the WSDL (zeep
       ValidationError, TypeError, LookupError ...)  -> RequestRejected
     text XML 1.0 cannot carry (lxml ValueError)     -> MappingError(ERP field path, value)
@@ -36,12 +44,16 @@ error through it)::
 
 A fault code is classified by the first segment of its local name (SOAP 1.1 section 4.4.1 dot
 notation: ``soap:Server.userException`` is a Server fault); a prefix that names a namespace other
-than SOAP's makes the code unknown. Whether an HTTP failure holds a SOAP fault at all is decided
-by ``connectors.erp.transport`` (``NotSoapAnswer``), which sees the status and the content type.
+than SOAP's makes the code unknown. The prefix is resolved with the namespaces in scope at the
+``faultcode`` element of the raw answer (the client hands them over as ``Fault.code_scope``), so
+whether a ``<detail>`` is present does not matter; an undeclared prefix is unknown too. Whether an
+HTTP failure holds a SOAP fault at all is decided by ``connectors.erp.transport`` (``NotSoapAnswer``),
+which sees the status and the content type.
 
 Which failures are retried inside the connector is decided here too (``retryable``): transport
-failures only, never a SOAP fault. Every text taken from the answer or the request is clipped to
-``TEXT_LIMIT`` characters (with a marker) before it goes into a message.
+failures only (408, 429, 502, 503, 504 among HTTP statuses), never a SOAP fault. Every text taken
+from the answer or the request is clipped to ``TEXT_LIMIT`` characters (with a marker) before it
+goes into a message.
 """
 
 from __future__ import annotations
@@ -81,8 +93,9 @@ SCHEMA_INVALID = "SCHEMA_INVALID"
 REQUEST_FAULT_CODES = frozenset(
     {SCHEMA_INVALID, "REQUEST_TOO_LARGE", "REQUEST_TOO_COMPLEX", "UNSUPPORTED_MEDIA_TYPE", "VERSION_MISMATCH"}
 )
-#: HTTP statuses after which the same request may well succeed
-RETRY_STATUSES = frozenset({502, 503, 504})
+#: HTTP statuses after which the same request may well succeed: 502/503/504, and a proxy's
+#: 408 Request Timeout / 429 Too Many Requests (retry later by definition, RFC 9110 / RFC 6585)
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 #: characters of outside text (fault strings, parser messages, values) kept in a message
 TEXT_LIMIT = 200
 SOAP12_ENVELOPE_NS = "http://www.w3.org/2003/05/soap-envelope"
@@ -91,6 +104,44 @@ SERVER_FAULTS = frozenset({"Server", "Receiver"})
 CLIENT_FAULTS = frozenset({"Client", "Sender"})
 #: characters outside XML 1.0's Char production (lxml refuses them with a ValueError)
 NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class UnconvertibleValue(Exception):
+    """zeep could not convert a value of the ERP's answer (``1,250.00`` as ``xsd:decimal``).
+
+    Raised by the client in place of zeep's ``decimal.InvalidOperation`` / ``ValueError``;
+    ``path`` names the element below the response element (``CUSTOMER.KLIMK``), ``text`` its text.
+    """
+
+    def __init__(self, path: str, text: str | None, reason: str) -> None:
+        super().__init__(f"{path}={clip(repr(text), 80)}: {reason}")
+        self.path = path
+        self.text = text
+        self.reason = reason
+
+
+class WsdlUnusable(Exception):
+    """The WSDL document was read but is not the ERP's (a proxy's HTML page, an empty definitions).
+
+    ``what`` describes the document (``<html> document``); nothing of it is kept.
+    """
+
+    def __init__(self, message: str, what: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+
+
+class UnreadableAnswerValue(BackOfficeUnavailable):
+    """A value in the ERP's answer cannot be read as its type: ``field`` (the ERP's path) and ``value`` (clipped).
+
+    Transient like any unreadable answer (issue 6 case 6): the ERP, or the proxy that garbled it,
+    may answer readably later; the caller's retry and delivery limit bound it.
+    """
+
+    def __init__(self, message: str, *, field: str, value: str | None, **where: str | None) -> None:
+        super().__init__(message, **where)
+        self.field = field
+        self.value = value
 
 
 class AnswerOverLimit(RequestRejected):
@@ -164,12 +215,15 @@ class Call:
         return {"system": SYSTEM, "operation": self.operation, "correlation_id": self.correlation_id}
 
 
-def fault_class(code: object, detail: Any = None) -> str | None:
+def fault_class(code: object, detail: Any = None, scope: Mapping[str | None, str] | None = None) -> str | None:
     """The first segment of a fault code's local name (``soap:Server.userException`` -> ``Server``).
 
-    ``None`` when the code is empty or its prefix (resolved through ``detail``'s in-scope
-    namespaces, when there is a detail element) names a namespace other than SOAP 1.1's or 1.2's:
-    such a code is the server's own, not one of SOAP's classes. Clark notation (``{ns}local``) works too.
+    ``None`` when the code is empty or its prefix names a namespace other than SOAP 1.1's or
+    1.2's: such a code is the server's own, not one of SOAP's classes. ``scope`` is the namespaces
+    in scope at the fault code element itself (read from the raw answer); a prefix not declared
+    there is unknown too. Without ``scope`` (no raw answer) the prefix is resolved through
+    ``detail``'s in-scope namespaces, when there is a detail element. Clark notation
+    (``{ns}local``) works too.
     """
     text = str(code or "").strip()
     namespace: str | None = None
@@ -177,7 +231,9 @@ def fault_class(code: object, detail: Any = None) -> str | None:
         namespace, _, local = text[1:].partition("}")
     else:
         prefix, colon, local = text.rpartition(":")
-        if colon and isinstance(detail, etree._Element):
+        if colon and scope is not None:
+            namespace = scope.get(prefix, "")  # "": an undeclared prefix is no namespace of SOAP's
+        elif colon and isinstance(detail, etree._Element):
             namespace = detail.nsmap.get(prefix)
     if namespace is not None and namespace not in (SOAP11_ENVELOPE_NS, SOAP12_ENVELOPE_NS):
         return None
@@ -185,7 +241,8 @@ def fault_class(code: object, detail: Any = None) -> str | None:
 
 
 def _fault(exc: zeep.exceptions.Fault, call: Call) -> EsbError:
-    kind = fault_class(exc.code, exc.detail)
+    # the client puts the namespaces in scope at the raw answer's faultcode element here
+    kind = fault_class(exc.code, exc.detail, getattr(exc, "code_scope", None))
     detail = erp_fault_detail(exc.detail)
     code = clip(exc.code or "no fault code", 80)
     said = clip(exc.message or "")
@@ -220,7 +277,7 @@ def _status(exc: BaseException, call: Call) -> EsbError:
         said = f"unreadable answer from the ERP (HTTP {status}): {clip(describe_body(exc.content)[1])}"
     else:
         said = f"ERP answered HTTP {status}"
-    if status is not None and 400 <= status < 500:
+    if status is not None and 400 <= status < 500 and status not in RETRY_STATUSES:
         hint = " (check the ERP user and password)" if status in (401, 403) else ""
         return RequestRejected(f"{said}{hint}", **call.where)
     return BackOfficeUnavailable(said, **call.where)
@@ -265,6 +322,21 @@ def _unencodable(exc: ValueError, call: Call) -> EsbError | None:
     return error
 
 
+def unreadable_value(path: str, text: str | None, reason: str, call: Call) -> UnreadableAnswerValue:
+    """The named error for an answer value that cannot be read (``path`` and ``text`` clipped)."""
+    field_, value = clip(path, 120), None if text is None else clip(text, 80)
+    return UnreadableAnswerValue(
+        f"unreadable value in the ERP's answer: {field_}={value!r} ({clip(reason, 120)})",
+        field=field_,
+        value=value,
+        **call.where,
+    )
+
+
+def _unconvertible(exc: UnconvertibleValue, call: Call) -> EsbError:
+    return unreadable_value(exc.path, exc.text, exc.reason, call)
+
+
 def _said(template: str, make: type[EsbError]) -> Callable[[BaseException, Call], EsbError]:
     def translation(exc: BaseException, call: Call) -> EsbError:
         return make(template.format(kind=type(exc).__name__, error=clip(str(exc) or repr(exc))), **call.where)
@@ -291,6 +363,8 @@ TRANSLATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...],
         _said("ERP request cannot be sent ({kind}): {error}", RequestRejected),
     ),
     (zeep.exceptions.Fault, _fault),
+    (UnconvertibleValue, _unconvertible),
+    (WsdlUnusable, _said("ERP WSDL unusable (a proxy's page?): {error}", BackOfficeUnavailable)),
     (AnswerTooLarge, _too_large),
     (RedirectRefused, _said("ERP answer refused: {error}", RequestRejected)),
     (LocationRefused, _said("ERP WSDL refused: {error}", RequestRejected)),
@@ -369,6 +443,9 @@ __all__ = [
     "TRANSLATIONS",
     "AnswerOverLimit",
     "Call",
+    "UnconvertibleValue",
+    "UnreadableAnswerValue",
+    "WsdlUnusable",
     "clip",
     "erp_fault_detail",
     "fault_class",
@@ -378,4 +455,5 @@ __all__ = [
     "translate",
     "translated",
     "unencodable_text",
+    "unreadable_value",
 ]

@@ -160,10 +160,31 @@ class NotSoapAnswer(zeep.exceptions.TransportError):
     ``what`` a short description of the body (``"<html> document"``, ``"no content"``, ``"not XML: ..."``).
     """
 
-    def __init__(self, message: str = "", status_code: int = 0, content_type: str = "", what: str = "") -> None:
+    def __init__(
+        self,
+        message: str = "",
+        status_code: int = 0,
+        content_type: str = "",
+        what: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message or f"HTTP {status_code}", status_code=status_code)  # type: ignore[no-untyped-call]
         self.content_type = content_type
         self.what = what
+        #: seconds the answer's ``Retry-After`` asked us to wait (delta-seconds form only), else None
+        self.retry_after = retry_after
+
+
+#: the longest ``Retry-After`` taken as given (the client clips it to its retry budget anyway)
+_RETRY_AFTER_LIMIT = 3600
+
+
+def retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header's delta-seconds (``"5"``), at most an hour; None for a date or junk."""
+    text = (value or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        return None
+    return float(min(int(text), _RETRY_AFTER_LIMIT))
 
 
 def without_leading_noise(content: bytes) -> bytes:
@@ -205,6 +226,11 @@ class ErpTransport(zeep.Transport):
         self.limits = limits
         #: ``time.monotonic()`` instant no exchange may outlast (the call's retry budget); None: no budget
         self.not_after: float | None = None
+        #: the body of the last SOAP answer (bounded by ``max_answer_bytes``); the client clears it
+        #: before each attempt and reads it by hand when zeep cannot convert a value in it
+        self.last_answer: bytes | None = None
+        #: what the last WSDL or schema document read was (``describe_body``'s words, e.g. ``<html> document``)
+        self.last_document: str | None = None
 
     def _deadline(self) -> Deadline:
         seconds, setting = self.limits.call_deadline, "call_deadline"
@@ -250,6 +276,7 @@ class ErpTransport(zeep.Transport):
             cleaned = without_leading_noise(content)
             if cleaned is not content:
                 response._content = cleaned  # requests keeps the read body here; zeep reads .content
+        self.last_answer = response.content
         if response.status_code not in _SUCCESS:
             is_fault, what = describe_body(response.content)
             if not is_fault:
@@ -258,6 +285,7 @@ class ErpTransport(zeep.Transport):
                     status_code=response.status_code,
                     content_type=content_type,
                     what=what,
+                    retry_after=retry_after(response.headers.get("Retry-After")),
                 )
         return response
 
@@ -272,7 +300,9 @@ class ErpTransport(zeep.Transport):
         """The WSDL (or an imported schema), bounded like an answer, with the same tolerance for leading noise."""
         response = self._exchange("GET", url, document=True)
         response.raise_for_status()
-        return without_leading_noise(response.content)
+        content = without_leading_noise(response.content)
+        self.last_document = describe_body(content)[1]
+        return content
 
 
 __all__ = [
@@ -287,5 +317,6 @@ __all__ = [
     "allowed_location",
     "describe_body",
     "read_bounded",
+    "retry_after",
     "without_leading_noise",
 ]

@@ -128,3 +128,27 @@ def test_an_accepted_order_is_confirmed_whatever_else_is_off_in_the_answer(
     assert app.transport.message_count(app.topology.dead_letter_queue) == 0
     unusable = next(entry for entry in logs if entry["event"].startswith("the ERP accepted the order but"))
     assert (unusable["VBELN"], unusable["WAERS"], unusable["NETWR"]) == (repr("9" * 40), "None", "Decimal('-1')")
+
+
+@pytest.mark.parametrize(
+    ("rules", "stored"),
+    [
+        ({"SALES_ORDER/NETWR": "1,250.00"}, None),  # zeep cannot convert it: the answer is read by hand
+        ({"SALES_ORDER/ITEMS/ITEM/NETWR": "1,5"}, Decimal("1250.00")),  # an item's value only
+    ],
+)
+def test_an_accepted_order_whose_answer_holds_a_value_zeep_cannot_convert_is_confirmed(
+    app: Application, erp_server: ErpServerProcess, rules: dict[str, str], stored: Decimal | None
+) -> None:
+    erp_server.set_wrong_answers({"CreateSalesOrder": rules})
+    order = app.crm.place_order(new_order(_customer(app), ("MAT-1001", "1", "H87", "1250.00")))
+    with capture_logs() as logs, Worker(app):
+        view = _settled(app, order.id)
+    assert view.status == OrderStatus.CONFIRMED, view
+    assert view.erp_order_number
+    assert view.erp_net_value == stored
+    assert view.net_value_mismatch is (stored is None)
+    assert erp_server.calls("CreateSalesOrder") == 1, "no retry of an order the ERP accepted"
+    if stored is None:
+        unusable = next(e for e in logs if e["event"].startswith("the ERP accepted the order but parts"))
+        assert unusable["log_level"] == "warning" and unusable["NETWR"] == "'1,250.00'"
