@@ -7,12 +7,33 @@ but masks the password of the userinfo and query parameters that carry secrets.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from sqlalchemy.engine import URL
+
 MASK = "***"
-#: query parameters whose value is a secret (libpq's ``password``, tokens, keys), compared lower-case
+#: query parameters whose value is a secret (libpq's ``password``, tokens, keys), compared lower-case;
+#: ``is_secret_parameter`` also takes every name that contains one of ``SECRET_WORDS``
 SECRET_PARAMETERS = frozenset({"password", "passwd", "pwd", "secret", "token", "access_token", "api_key", "apikey"})
+#: a parameter whose name contains one of these is a secret: ``sslpassword`` (libpq's client key
+#: passphrase), ``client_secret``, ``refresh_token``, ``db_passwd``, ``apikey`` ...
+SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token", "apikey", "credential", "signature")
+#: a parameter one of whose ``_``/``-``/``.``-separated parts is one of these: ``key``, ``api_key``,
+#: ``access-key``, ``sig`` (a signed URL's signature), ``auth``, ``pass``
+SECRET_PARTS = frozenset({"key", "sig", "auth", "pass", "pw", "sas"})
+
+
+def is_secret_parameter(name: str) -> bool:
+    """Whether a URL query parameter called ``name`` carries a secret (compared case-insensitively).
+
+    Errs on masking: a parameter that only names a file holding a secret (``sslkey``) reads ``***`` too.
+    """
+    lowered = name.lower()
+    if lowered in SECRET_PARAMETERS or any(word in lowered for word in SECRET_WORDS):
+        return True
+    return any(part in SECRET_PARTS for part in re.split(r"[^a-z0-9]+", lowered))
 
 
 def check_url(url: str, *, schemes: Iterable[str], require_host: bool = True) -> str:
@@ -52,10 +73,19 @@ def redact_url(url: str) -> str:
         redacted = redacted.replace(f"//{parts.netloc}", f"//{user}:{MASK}@{hostport}", 1)
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(key.lower() in SECRET_PARAMETERS for key, _ in pairs):
-            masked = [(k, MASK if k.lower() in SECRET_PARAMETERS else v) for k, v in pairs]
+        if any(is_secret_parameter(key) for key, _ in pairs):
+            masked = [(k, MASK if is_secret_parameter(k) else v) for k, v in pairs]
             redacted = redacted.replace(f"?{parts.query}", f"?{urlencode(masked, safe='*')}", 1)
     return redacted
 
 
-__all__ = ["MASK", "SECRET_PARAMETERS", "check_url", "redact_url"]
+def redact_database_url(url: URL) -> str:
+    """A SQLAlchemy ``URL`` as text for logs and messages, every secret masked as by ``redact_url``.
+
+    ``URL.render_as_string(hide_password=True)`` hides only the userinfo's password, not libpq's
+    ``sslpassword=`` or ``password=`` in the query.
+    """
+    return redact_url(url.render_as_string(hide_password=False))
+
+
+__all__ = ["MASK", "SECRET_PARAMETERS", "check_url", "is_secret_parameter", "redact_database_url", "redact_url"]

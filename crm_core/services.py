@@ -239,6 +239,13 @@ class CrmService:
                 product = session.get(ProductRow, line.product_id)
                 unit = line.unit or (product.unit if product else None)
                 price = line.unit_price if line.unit_price is not None else (product.list_price if product else None)
+                if line.unit_price is None and product is not None and product.currency != currency:
+                    # a list price is money in its own currency: never taken 1:1 into another one
+                    raise InvalidRequest(
+                        f"lines[{index}].unit_price",
+                        f"{line.product_id!r} has a list price in {product.currency} only and the order is in "
+                        f"{currency}: give the line's unit_price in {currency}",
+                    )
                 if unit is None or price is None:
                     raise InvalidRequest(
                         f"lines[{index}].product_id",

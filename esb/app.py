@@ -11,6 +11,7 @@ from connectors.base import OutgoingMessage, Transport
 from connectors.erp import ErpClient
 from connectors.publishing import envelope_publisher
 from connectors.registry import create_transport
+from connectors.urls import redact_database_url
 from crm_core.db import create_db_engine, session_factory
 from crm_core.migrate import upgrade
 from crm_core.outbox import OutboxRelay, PendingEvent
@@ -54,7 +55,7 @@ class Application:
         log.info(
             "application ready",
             transport=settings.transport,
-            database=self.engine.url.render_as_string(hide_password=True),
+            database=redact_database_url(self.engine.url),
             routes=[r.name for r in self.routes] + [r.name for r in self.dead_letter_routes],
         )
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from canonical_model.errors import EsbError
+from connectors.urls import redact_database_url
 from esb.config import ConfigError, EsbSettings, load_settings, public_settings
 from esb.logging import LEVELS, configure_logging, error_line, status
 
@@ -120,7 +121,7 @@ def migrate(ctx: click.Context) -> None:
     assert settings.database_url is not None
     engine = create_db_engine(settings.database_url)
     upgrade(engine)
-    click.echo(f"migrated {engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"migrated {redact_database_url(engine.url)}")
 
 
 @cli.command()

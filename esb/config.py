@@ -61,8 +61,9 @@ class EsbSettings(BaseSettings):
     #: command fails with one line (a running worker's consumers reconnect without limit instead)
     rabbitmq_connection_attempts: int = Field(default=3, ge=1, le=100)
     #: seconds one attempt may take (TCP connect and AMQP handshake together)
-    rabbitmq_connect_timeout: float = Field(default=4.0, gt=0, le=300)
-    #: seconds between attempts; defaults bound a failing start at 3 x 4 + 2 x 1 = 14 s
+    rabbitmq_connect_timeout: float = Field(default=3.0, gt=0, le=300)
+    #: seconds between attempts; defaults bound the attempts at 3 x 3 + 2 x 1 = 11 s, so that a
+    #: failing start (with the process's own start-up, about 2 s) ends within the 15 s the issue allows
     rabbitmq_retry_delay: float = Field(default=1.0, ge=0, le=300)
     #: embedded transport's database; default: its own SQLite file in data_dir
     embedded_url: str | None = None

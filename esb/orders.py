@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from canonical_model.errors import EsbError
 from canonical_model.order import OrderStatus
 from canonical_model.truncation import truncate
+from connectors.urls import redact_database_url
 from crm_core.db import create_db_engine, session_factory
 from crm_core.schemas import OrderView
 from crm_core.services import CrmService
@@ -35,7 +36,7 @@ def read_orders(database_url: str, *, status: OrderStatus | None, limit: int) ->
     except (SQLAlchemyError, EsbError) as exc:
         # the CRM service translates database errors; the database's own words are in the cause
         said = exc.__cause__ if isinstance(exc, EsbError) and isinstance(exc.__cause__, SQLAlchemyError) else exc
-        where = engine.url.render_as_string(hide_password=True)
+        where = redact_database_url(engine.url)
         detail = truncate(str(said).splitlines()[0] if str(said) else type(said).__name__, 200)
         raise OrdersUnavailable(
             f"cannot read orders from {where}: {detail} (a new database? run `esb migrate`)"

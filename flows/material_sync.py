@@ -24,6 +24,7 @@ import structlog
 from pydantic import ValidationError
 
 from canonical_model.errors import MappingError
+from canonical_model.money import fits_currency, is_known_currency, minor_units
 from canonical_model.product import Product
 from canonical_model.text import clip, shown
 from connectors.erp.client import ErpClient
@@ -116,12 +117,31 @@ def _map_records(
     rejects: list[NewSyncReject] = []
     for record, kept_key in records:
         try:
-            products.append(Product.model_validate(mapping.to_canonical(record)))
+            product = Product.model_validate(mapping.to_canonical(record))
+            problem = _price_problem(product)
+            if problem is None:
+                products.append(product)
+            else:
+                rejects.append(_reject(record, kept_key, problem))
         except MappingError as exc:
             rejects.append(_reject(record, kept_key, str(exc)))
         except ValidationError as exc:
             rejects.append(_reject(record, kept_key, _validation_reason(exc)))
     return products, rejects
+
+
+def _price_problem(product: Product) -> str | None:
+    """Why the list price is not money the CRM can sell at (the money rule, see canonical_model.money), or None.
+
+    The model checks the price's form alone (its JSON schema can say no more); this checks it against
+    its currency: one with ISO 4217 minor units (not XXX, XAU ...) and no finer than they allow.
+    """
+    if not is_known_currency(product.currency):
+        return f"currency={shown(product.currency, 10)}: not an ISO 4217 currency with minor units"
+    if not fits_currency(product.list_price, product.currency):
+        places = minor_units(product.currency)
+        return f"list_price={product.list_price}: more decimals than {product.currency} has ({places})"
+    return None
 
 
 def _reject(record: dict[str, Any], kept_key: str | None, reason: str) -> NewSyncReject:

@@ -24,6 +24,7 @@ import sqlalchemy.orm.evaluator
 import sqlalchemy.orm.exc
 import zeep.exceptions
 from lxml import etree
+from pika.adapters.utils import connection_workflow
 from sqlalchemy import create_engine
 
 import connectors.erp.errors as erp_errors
@@ -193,10 +194,43 @@ def test_erp_translation_kinds(error: BaseException, kind: type[EsbError]) -> No
 # -- the RabbitMQ connector: pika ------------------------------------------------------------------
 
 
-def test_every_pika_error_is_translated() -> None:
-    classes = subclasses(pika.exceptions.AMQPError)
-    assert pika.exceptions.ChannelClosedByBroker in classes
+#: every root pika raises from; ``AMQPError`` is not all of them (a stalled handshake raises
+#: ``AMQPConnectorStackTimeout``, an ``AMQPConnectorException``, outside ``AMQPError``)
+PIKA_ROOTS: list[type[BaseException]] = [
+    pika.exceptions.AMQPError,
+    connection_workflow.AMQPConnectorException,
+    pika.exceptions.ChannelError,
+    pika.exceptions.ReentrancyError,
+]
+
+
+def pika_exception_roots() -> set[type[BaseException]]:
+    """The top-most exception classes defined in pika's modules (each one's bases are not pika's)."""
+    roots: set[type[BaseException]] = set()
+    for module in (pika.exceptions, connection_workflow):
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseException) and cls.__module__.startswith("pika"):
+                while any(base.__module__.startswith("pika") for base in cls.__bases__):
+                    cls = next(base for base in cls.__bases__ if base.__module__.startswith("pika"))
+                roots.add(cls)
+    return roots
+
+
+def test_the_walk_covers_every_root_pika_raises_from() -> None:
+    assert pika_exception_roots() == set(PIKA_ROOTS)
+
+
+@pytest.mark.parametrize("root", PIKA_ROOTS, ids=lambda root: root.__name__)
+def test_every_pika_error_is_translated(root: type[BaseException]) -> None:
+    classes = subclasses(root)
+    assert classes
     assert_translated(lambda: rabbitmq_errors.translated("publish"), classes)
+
+
+def test_a_connector_error_counts_as_a_connection_error() -> None:
+    # the transport replaces its connection (and, at start-up, stops with one line) on these
+    stalled = connection_workflow.AMQPConnectorStackTimeout("Timeout during AMQP handshake")
+    assert isinstance(stalled, rabbitmq_errors.CONNECTION_ERRORS)
 
 
 # -- SQLAlchemy: the embedded transport and the CRM ------------------------------------------------

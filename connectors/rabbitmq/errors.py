@@ -6,13 +6,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pika.exceptions
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from canonical_model.errors import TransportError
 
 SYSTEM = "rabbitmq"
 
+#: every base class pika raises from: ``AMQPError`` is not all of them. A connection attempt that
+#: times out or fails inside pika's connection workflow (a port that accepts TCP but never speaks
+#: AMQP) raises ``AMQPConnectorException`` subclasses; channel misuse raises ``ChannelError`` and
+#: ``ReentrancyError``, both plain ``Exception`` subclasses.
+PIKA_ERRORS: tuple[type[BaseException], ...] = (
+    pika.exceptions.AMQPError,
+    AMQPConnectorException,
+    pika.exceptions.ChannelError,
+    pika.exceptions.ReentrancyError,
+)
+
+_TRANSLATED: tuple[type[BaseException], ...] = (*PIKA_ERRORS, OSError)
+
 #: errors after which a fresh connection may succeed
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPConnectionError, OSError)
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    pika.exceptions.AMQPConnectionError,
+    AMQPConnectorException,
+    OSError,
+)
 #: errors that closed (or found closed) a channel while its connection may still be fine
 CHANNEL_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPChannelError,)
 
@@ -32,8 +50,8 @@ def translated(operation: str) -> Iterator[None]:
         raise transport_error(f"unroutable message: {exc}", operation) from exc
     except pika.exceptions.NackError as exc:
         raise transport_error(f"broker refused message (basic.nack): {exc}", operation) from exc
-    except (pika.exceptions.AMQPError, OSError) as exc:
+    except _TRANSLATED as exc:
         raise transport_error(f"{type(exc).__name__}: {str(exc) or repr(exc)}", operation) from exc
 
 
-__all__ = ["CHANNEL_ERRORS", "CONNECTION_ERRORS", "SYSTEM", "translated", "transport_error"]
+__all__ = ["CHANNEL_ERRORS", "CONNECTION_ERRORS", "PIKA_ERRORS", "SYSTEM", "translated", "transport_error"]

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import pika
 import structlog
+from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 from canonical_model.errors import TransportError
 from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport, dispatch
@@ -41,8 +42,15 @@ class BrokerUnreachable(TransportError):
     """No connection to the broker after the configured attempts (unreachable, or refusing the login)."""
 
 
-def _connection_failure(exc: BaseException) -> str:
-    """Why pika could not connect, in words, bounded."""
+def _connection_failure(exc: BaseException, timeout: float) -> str:
+    """Why pika could not connect, in words, bounded; ``timeout``: seconds one attempt may take."""
+    if isinstance(exc, AMQPConnectorStackTimeout):
+        # TCP (and TLS) went through but no AMQP handshake completed: a stalled broker, another
+        # service on the port, a load balancer without a backend, or amqps:// against a plain port
+        return (
+            f"no AMQP handshake within {timeout:g} s per attempt (the port accepts connections but does not "
+            "answer as a RabbitMQ broker; check host, port and amqp:// vs amqps://)"
+        )
     if isinstance(exc, pika.exceptions.ProbableAuthenticationError | pika.exceptions.AuthenticationError):
         return "the broker refused the user name or password (ACCESS_REFUSED)"
     if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
@@ -274,7 +282,8 @@ class RabbitMQTransport(Transport):
             attempts = self._options["connection_attempts"]
             raise BrokerUnreachable(
                 f"cannot connect to RabbitMQ at {redact_url(self._url)} "
-                f"after {attempts} attempt{'s' if attempts != 1 else ''}: {_connection_failure(exc)}",
+                f"after {attempts} attempt{'s' if attempts != 1 else ''}: "
+                f"{_connection_failure(exc, self._options['stack_timeout'])}",
                 system=SYSTEM,
                 operation="connect",
             ) from exc
