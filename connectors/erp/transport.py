@@ -142,15 +142,16 @@ def read_bounded(
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise AnswerTooLarge(limit, int(declared), declared=True, setting=setting)
-    chunks: list[bytes] = []
-    total = 0
+    # One growing buffer, not a list of 64 kB pieces: a large buffer lives in its own mapping and goes
+    # back to the system when dropped, where thousands of small pieces fragment each thread's heap
+    # (8 threads reading 10 MB answers held 350 MB of RSS that way on a busy machine).
+    body = bytearray()
     for chunk in response.iter_content(_CHUNK):
-        total += len(chunk)
-        if total > limit:
-            raise AnswerTooLarge(limit, total, setting=setting)
-        chunks.append(chunk)
+        if len(body) + len(chunk) > limit:
+            raise AnswerTooLarge(limit, len(body) + len(chunk), setting=setting)
+        body += chunk
         deadline.check()
-    return b"".join(chunks)
+    return bytes(body)
 
 
 class NotSoapAnswer(zeep.exceptions.TransportError):
