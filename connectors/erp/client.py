@@ -44,6 +44,7 @@ from connectors.erp.raw_answer import AnswerNotReadable, answer_text, fault_code
 from connectors.erp.results import ChangeBatch, CustomerCreated, MaterialSaved, Record, SalesOrderResult
 from connectors.erp.settings import ErpSettings
 from connectors.erp.transport import AnswerLimits, ErpTransport, NotSoapAnswer
+from connectors.urls import redact_url
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +79,8 @@ def header_value(text: str) -> str:
 
 
 def _redacted(url: str) -> str:
-    parts = urlsplit(url)
+    """``url`` for a log line: no user name, and no password or secret query parameter (``redact_url``)."""
+    parts = urlsplit(redact_url(url))
     netloc = parts.hostname or ""
     if parts.port:
         netloc += f":{parts.port}"

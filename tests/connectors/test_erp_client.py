@@ -332,3 +332,11 @@ def test_a_request_over_the_erps_limits_is_a_request_rejection_not_a_business_on
         assert "REQUEST_TOO_COMPLEX" in caught.value.message
         assert not isinstance(caught.value, BusinessRejection)
         assert small.calls("CreateSalesOrder") == 0  # refused before the operation ran
+
+
+def test_the_url_in_the_clients_log_lines_carries_no_secret() -> None:
+    """The client binds its URL to every log line: user, password and secret query parameters stay out."""
+    from connectors.erp.client import _redacted
+
+    shown = _redacted("https://esb:pw-x7@erp.example:8443/erp?api_key=k-x7&client=1")
+    assert shown == "https://erp.example:8443/erp?api_key=***&client=1"
