@@ -16,7 +16,6 @@ Output: ``peak_rss`` and ``baseline_rss`` (bytes), ``calls``, ``slowest`` (secon
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import threading
 import time
@@ -50,8 +49,22 @@ class PeakRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        # the kernel's own high-water mark catches a peak between two samples (KiB on Linux)
-        self.peak = max(self.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        # the kernel's own high-water mark of this address space catches a peak between two samples.
+        # Not getrusage's ru_maxrss: Linux carries it over exec from the forked copy of the parent, so
+        # in a long pytest run it reported pytest's own RSS (350 MB) as the client's.
+        self.peak = max(self.peak, _vm_hwm())
+
+
+def _vm_hwm() -> int:
+    """This process's peak resident set since its exec (``VmHWM``, Linux), in bytes; 0 where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def timed_call(client: ErpClient) -> tuple[float, str]:
