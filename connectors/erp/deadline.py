@@ -124,30 +124,29 @@ def reported(deadline: Deadline) -> Iterator[None]:
         raise CallDeadlineExceeded(deadline.seconds, deadline.setting)
 
 
-class _HTTPConnection(urllib3.connection.HTTPConnection):
+class _Watched:
+    """Mixin for urllib3's connection classes: each exchange's socket is watched by its deadline."""
+
+    sock: Any
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         _watch(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         # the socket itself: http.client hands it to the response and forgets it (sock = None)
         # when the answer ends with the connection (HTTP/1.0, Connection: close)
         if self.sock is not None:
             _watch(self.sock)
-        return super().getresponse(*args, **kwargs)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
 
-class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watch(self)
-        super().request(*args, **kwargs)
+class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
 
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        # the socket itself: http.client hands it to the response and forgets it (sock = None)
-        # when the answer ends with the connection (HTTP/1.0, Connection: close)
-        if self.sock is not None:
-            _watch(self.sock)
-        return super().getresponse(*args, **kwargs)
+
+class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
