@@ -11,9 +11,7 @@ Case 6: an order dated 9999-12-31 is refused by the CRM (field ``order_date``), 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -26,40 +24,11 @@ from canonical_model.order import SalesOrder
 from connectors.base import HEADER_ERROR_REASON, HEADER_ERROR_TYPE, Delivery, OutgoingMessage
 from crm_core.schemas import NewCustomer, NewOrder
 from esb.app import Application
-from esb.config import EsbSettings
 from esb.demo import new_order
 from esb.worker import Worker
 from flows.erp_customer import ensure_erp_customer
 from flows.material_sync import sync_materials
 from flows.payloads import data_of
-
-
-@pytest.fixture(scope="module")
-def erp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ErpServerProcess]:
-    with ErpServerProcess(db_path=tmp_path_factory.mktemp("erp") / "erp.db", seed=True) as server:
-        yield server
-
-
-@pytest.fixture(params=["embedded", "rabbitmq"])
-def app(
-    request: pytest.FixtureRequest, tmp_path: Path, erp_server: ErpServerProcess, unique_name: str
-) -> Iterator[Application]:
-    overrides: dict[str, object] = {
-        "data_dir": tmp_path,
-        "namespace": unique_name,
-        "transport": request.param,
-        "erp": {"url": erp_server.url},
-        "worker": {"material_sync_seconds": 0},
-    }
-    if request.param == "rabbitmq":
-        overrides["rabbitmq_url"] = request.getfixturevalue("rabbitmq_url")
-    with Application(EsbSettings(**overrides)) as application:  # type: ignore[arg-type]
-        try:
-            yield application
-        finally:
-            delete = getattr(application.transport, "delete", None)
-            if delete is not None:
-                delete(application.topology)
 
 
 def _customer(app: Application, name: str) -> str:

@@ -20,17 +20,10 @@ from connectors.base import HEADER_ERROR_REASON, HEADER_FAILED_QUEUE, OutgoingMe
 from connectors.publishing import publish_envelopes
 from crm_core.schemas import NewCustomer, OrderView
 from esb.app import Application
-from esb.config import EsbSettings
 from esb.demo import new_order
 from esb.worker import Worker
 from flows.material_sync import sync_materials
-
-
-@pytest.fixture(scope="module")
-def erp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ErpServerProcess]:
-    with ErpServerProcess(db_path=tmp_path_factory.mktemp("erp") / "erp.db", seed=True) as server:
-        yield server
-
+from tests.flows.conftest import application_on
 
 COMBINATIONS = [
     ("embedded", "sqlite"),
@@ -45,24 +38,8 @@ def app(
     request: pytest.FixtureRequest, tmp_path: Path, erp_server: ErpServerProcess, unique_name: str
 ) -> Iterator[Application]:
     transport, database = request.param
-    overrides: dict[str, object] = {
-        "data_dir": tmp_path,
-        "namespace": unique_name,
-        "transport": transport,
-        "erp": {"url": erp_server.url},
-        "worker": {"material_sync_seconds": 0},
-    }
-    if database == "postgresql":
-        overrides["database_url"] = request.getfixturevalue("postgres_url")
-    if transport == "rabbitmq":
-        overrides["rabbitmq_url"] = request.getfixturevalue("rabbitmq_url")
-    with Application(EsbSettings(**overrides)) as application:  # type: ignore[arg-type]
-        try:
-            yield application
-        finally:
-            delete = getattr(application.transport, "delete", None)
-            if delete is not None:
-                delete(application.topology)
+    with application_on(request, tmp_path, erp_server, unique_name, transport, database) as application:
+        yield application
 
 
 def _customer(name: str, credit: str, country: str = "DE") -> NewCustomer:

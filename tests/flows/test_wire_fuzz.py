@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pika
@@ -29,12 +27,10 @@ import structlog
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from backoffice.erp.process import ErpServerProcess
 from canonical_model import OrderStatus
 from connectors.base import HEADER_ERROR_REASON, OutgoingMessage
 from crm_core.schemas import NewCustomer
 from esb.app import Application
-from esb.config import EsbSettings
 from esb.demo import new_order
 from esb.worker import Worker
 from flows.material_sync import sync_materials
@@ -55,34 +51,6 @@ TROUBLE = {
     "worker thread failed; restarting",
     "unreadable delivery; rejected to the dead letter exchange",
 }
-
-
-@pytest.fixture(scope="module")
-def erp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ErpServerProcess]:
-    with ErpServerProcess(db_path=tmp_path_factory.mktemp("erp") / "erp.db", seed=True) as server:
-        yield server
-
-
-@pytest.fixture(params=["embedded", "rabbitmq"])
-def app(
-    request: pytest.FixtureRequest, tmp_path: Path, erp_server: ErpServerProcess, unique_name: str
-) -> Iterator[Application]:
-    overrides: dict[str, object] = {
-        "data_dir": tmp_path,
-        "namespace": unique_name,
-        "transport": request.param,
-        "erp": {"url": erp_server.url},
-        "worker": {"material_sync_seconds": 0},
-    }
-    if request.param == "rabbitmq":
-        overrides["rabbitmq_url"] = request.getfixturevalue("rabbitmq_url")
-    with Application(EsbSettings(**overrides)) as application:  # type: ignore[arg-type]
-        try:
-            yield application
-        finally:
-            delete = getattr(application.transport, "delete", None)
-            if delete is not None:
-                delete(application.topology)
 
 
 def _generated(count: int) -> list[OutgoingMessage]:
