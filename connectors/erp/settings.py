@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connectors.urls import check_url
@@ -45,18 +43,23 @@ class ErpSettings(BaseModel):
     retry_wait: float = Field(default=0.1, ge=0)
     retry_wait_max: float = Field(default=2.0, ge=0)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_wsdl_url(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("wsdl_url") and isinstance(data.get("url"), str):
-            return {**data, "wsdl_url": data["url"] + "?wsdl"}
-        return data
-
-    @field_validator("url", "wsdl_url")
+    @field_validator("url")
     @classmethod
     def _http(cls, value: str) -> str:
         # refused at load time, not at the first call: `http://`, `http://[::1/erp`, `not a url`
         return check_url(value, schemes=("http", "https"))
+
+    @field_validator("wsdl_url")
+    @classmethod
+    def _http_or_derived(cls, value: str) -> str:
+        # empty: derived from url below, once url is known to be good (a bad url is reported once)
+        return check_url(value, schemes=("http", "https")) if value else value
+
+    @model_validator(mode="after")
+    def _default_wsdl_url(self) -> ErpSettings:
+        if not self.wsdl_url:
+            object.__setattr__(self, "wsdl_url", self.url + "?wsdl")  # frozen: set once, while validating
+        return self
 
 
 __all__ = ["MAX_ANSWER_BYTES", "ErpSettings"]

@@ -119,3 +119,14 @@ def test_the_default_broker_connection_attempts_end_within_15_seconds() -> None:
     attempts = settings.rabbitmq_connection_attempts
     worst = attempts * settings.rabbitmq_connect_timeout + (attempts - 1) * settings.rabbitmq_retry_delay
     assert worst <= 15
+
+
+def test_a_bad_erp_url_is_reported_once_not_again_for_the_wsdl_url_derived_from_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ESB_ERP__URL", "http://")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "erp.url" in str(raised.value) and "wsdl_url" not in str(raised.value)
+    monkeypatch.setenv("ESB_ERP__URL", "http://erp.example/erp")
+    assert load_settings().erp.wsdl_url == "http://erp.example/erp?wsdl"
