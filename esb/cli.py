@@ -14,7 +14,7 @@ import click
 from canonical_model.errors import EsbError
 from connectors.urls import redact_database_url
 from esb.config import ConfigError, EsbSettings, load_settings, public_settings
-from esb.logging import LEVELS, configure_logging, error_line, status
+from esb.logging import LEVELS, configure_logging, error_line, status, use_format, writes_json
 
 
 class OneLineError(click.ClickException):
@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
 
+def _log_format(value: str) -> str:
+    use_format("json" if value == "json" else "console")
+    return value
+
+
 def _settings(ctx: click.Context) -> EsbSettings:
     try:
         return load_settings(ctx.obj["config"])
@@ -58,7 +63,14 @@ def _settings(ctx: click.Context) -> EsbSettings:
 @click.option(
     "--log-level", default="WARNING", show_default=True, callback=_log_level, help="DEBUG, INFO, WARNING or ERROR."
 )
-@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default="console",
+    show_default=True,
+    is_eager=True,  # read first: an error in any other option is already written in this format
+    callback=lambda ctx, param, value: _log_format(value),
+)
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None, log_level: str, log_format: str) -> None:
     """crm-esb: connect a CRM with ERP, OA and SCM back offices."""
@@ -168,7 +180,7 @@ def outbox_parked(ctx: click.Context, limit: int) -> None:
     parked = parked_events(_outbox_sessions(ctx), limit=limit)
     for event in parked:
         click.echo(f"{event.message_id}\t{event.event_type}\t{event.parked_at.isoformat()}\t{event.reason}")
-    click.echo(f"{len(parked)} parked event(s)", err=True)
+    status(f"{len(parked)} parked event(s)")
 
 
 @outbox.command("release")
@@ -230,7 +242,18 @@ def main() -> None:
     from sqlalchemy.exc import DBAPIError
 
     try:
-        cli()
+        cli(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo(error_line("aborted"), err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        if not writes_json():  # console: click's own text (usage and hint included)
+            exc.show()
+        else:  # JSON: one object, the message only (its usage text is for a person at a terminal)
+            click.echo(error_line(" ".join(exc.format_message().split())), err=True)
+        sys.exit(exc.exit_code)
     except DBAPIError as exc:
         said = str(exc.orig if exc.orig is not None else exc).strip().splitlines() or [type(exc).__name__]
         text = " ".join(line.strip() for line in said[:3])[:_DATABASE_SAID]

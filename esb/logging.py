@@ -119,6 +119,18 @@ def _line(level: str, text: str, fields: dict[str, Any]) -> str:
     return " ".join([text, *(f"{key}={value}" for key, value in fields.items())])
 
 
+def use_format(fmt: LogFormat) -> None:
+    """Choose how ``status`` and ``error_line`` write, before logging is configured (the CLI's
+    ``--log-format`` is read first, so that even an error in the other options comes out in it)."""
+    global _format
+    _format = fmt
+
+
+def writes_json() -> bool:
+    """Whether ``status`` and ``error_line`` write JSON objects (``--log-format json``)."""
+    return _format == "json"
+
+
 def status(text: str, **fields: Any) -> None:
     """A line for the person at the terminal (progress), whatever the log level: text, or JSON."""
     print(_line("info", text, fields), file=sys.stderr, flush=True)
@@ -129,4 +141,14 @@ def error_line(text: str) -> str:
     return _line("error", text, {}) if _format == "json" else f"Error: {text}"
 
 
-__all__ = ["LEVELS", "NOISY_LOGGERS", "QUIET_LOGGERS", "LogFormat", "configure_logging", "error_line", "status"]
+__all__ = [
+    "LEVELS",
+    "NOISY_LOGGERS",
+    "QUIET_LOGGERS",
+    "LogFormat",
+    "configure_logging",
+    "error_line",
+    "status",
+    "use_format",
+    "writes_json",
+]

@@ -142,3 +142,19 @@ def test_a_database_that_does_not_exist_is_one_line_not_a_traceback(
     assert _lines(done.stderr) == [done.stderr.strip()], done.stderr  # one line
     assert done.stderr.startswith("Error: cannot open the CRM database") and "esb_no_such_database" in done.stderr
     assert "pw-x7" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--log-format", "json", "--log-level", "bogus", "config"],
+        ["--log-format", "json", "nosuchcmd"],
+        ["--log-format", "json", "orders", "list", "--status", "bogus"],
+        ["--log-format", "json", "outbox", "release"],
+    ],
+)
+def test_with_log_format_json_a_usage_error_is_one_json_line_too(tmp_path: Path, args: list[str]) -> None:
+    done = _esb(args, tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = _lines(done.stderr)
+    assert json.loads(line)["level"] == "error"
