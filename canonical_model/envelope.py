@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from canonical_model.errors import InvalidMessage
+from canonical_model.text import control_char, describe_char
 
 SCHEMA_VERSION = "1"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -149,6 +150,16 @@ class Envelope(BaseModel):
     schemaversion: str = Field(default=SCHEMA_VERSION, pattern=r"^[0-9]{1,8}$")
     traceparent: str | None = Field(default=None, max_length=MAX_TRACE_HEADER, description="W3C Trace Context")
     tracestate: str | None = Field(default=None, max_length=MAX_TRACE_HEADER, description="W3C Trace Context")
+
+    @field_validator("id", "source", "subject", "correlationid", "causationid")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        # these are stored by idempotent consumers, put in headers and logs: a NUL or an escape
+        # sequence in them breaks PostgreSQL text or an operator's terminal
+        found = control_char(value) if value is not None else None
+        if found is not None:
+            raise ValueError(f"contains the control character {describe_char(*found)}")
+        return value
 
     @field_validator("datacontenttype")
     @classmethod

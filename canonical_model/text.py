@@ -44,6 +44,15 @@ def control_char(value: str) -> tuple[int, str] | None:
     return (found.start(), found.group()) if found else None
 
 
+def printable(value: str) -> str:
+    """``value`` with every control character (C0, DEL, C1), lone surrogate and non-character written as
+    its escape (``\\x1b``, ``\\ud800``): for text from outside that is stored or shown as it is (reasons),
+    where a NUL breaks PostgreSQL and an escape sequence drives the operator's terminal."""
+    if _CONTROL.search(value) is None:
+        return value
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), value)
+
+
 def describe_char(position: int, char: str) -> str:
     """``U+000B at position 9`` (0-based)."""
     return f"U+{ord(char):04X} at position {position}"
@@ -61,4 +70,4 @@ def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
     return clip(repr(value), limit)
 
 
-__all__ = ["SHOWN_LIMIT", "clip", "control_char", "describe_char", "nfc", "shown", "xml_unsafe"]
+__all__ = ["SHOWN_LIMIT", "clip", "control_char", "describe_char", "nfc", "printable", "shown", "xml_unsafe"]

@@ -19,6 +19,7 @@ from canonical_model.money import fits_currency, is_known_currency, minor_units,
 from canonical_model.order import OrderConfirmed, OrderLine, OrderRejected, OrderStatus, SalesOrder
 from canonical_model.party import Address, Contact, Customer
 from canonical_model.product import Product
+from canonical_model.text import printable
 from canonical_model.truncation import truncate
 from crm_core.db_errors import translate_errors
 from crm_core.errors import CrossReferenceConflict, InvalidRequest, NotFound
@@ -382,8 +383,9 @@ class CrmService:
             message_id,
             rejected.order_id,
             status=OrderStatus.REJECTED,
-            rejection_code=rejected.code,
-            rejection_reason=rejected.reason,
+            # from any publisher: no NUL for PostgreSQL, no escape sequence for an operator's terminal
+            rejection_code=printable(rejected.code)[:40],
+            rejection_reason=printable(rejected.reason),
         )
 
     def _settle_order(
@@ -442,7 +444,7 @@ class CrmService:
                 .where(OrderRow.id == order_id, OrderRow.status.in_(UNSETTLED))
                 .values(
                     status=OrderStatus.FAILED.value,
-                    failure_reason=truncate(reason, FAILURE_REASON_MAX),
+                    failure_reason=truncate(printable(reason), FAILURE_REASON_MAX),
                     failed_at=now,
                     updated_at=now,
                 )

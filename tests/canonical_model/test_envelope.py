@@ -219,3 +219,11 @@ def test_an_order_dated_outside_the_business_calendar_is_refused(order_date: str
 def test_the_business_calendar_bounds_are_valid(order_date: str) -> None:
     data = _order().model_dump(mode="json") | {"order_date": order_date}
     assert SalesOrder.model_validate(data).order_date.isoformat() == order_date
+
+
+@pytest.mark.parametrize("attribute", ["id", "source", "subject", "correlationid", "causationid"])
+@pytest.mark.parametrize("value", ["m\x00x", "m\x1b]0;t\x07", "m\nX-Injected: 1"])
+def test_an_attribute_that_is_stored_or_put_in_headers_refuses_control_characters(attribute: str, value: str) -> None:
+    event = _cloudevent() | {attribute: value}
+    with pytest.raises(InvalidMessage, match=f"{attribute}: .*control character"):
+        _parse(event)

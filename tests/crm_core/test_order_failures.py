@@ -99,3 +99,17 @@ def test_orders_are_listed_by_status_and_the_newest_first_cut(sqlite_sessions: s
     assert [view.id for view in crm.list_orders(status=OrderStatus.PLACED, limit=2)] == [ids[2], ids[4]]
     assert [view.id for view in crm.list_orders(limit=3)] == ids[2:]
     assert crm.list_orders(status=OrderStatus.CONFIRMED) == []
+
+
+def test_reasons_from_the_wire_are_stored_with_their_control_characters_escaped(
+    crm_sessions: sessionmaker[Session],
+) -> None:
+    """A NUL broke the failure mark on PostgreSQL (the order stayed placed); an OSC sequence in a rejection
+    reason set the operator's terminal title in `esb orders list`: both are stored escaped."""
+    crm, (failing, rejected) = _crm_with_orders(crm_sessions, 2)
+    assert crm.mark_order_failed(failing, "nul \x00 and a lone \ud800 in a reason")
+    assert crm.get_order(failing).failure_reason == "nul \\x00 and a lone \\ud800 in a reason"
+    hostile = OrderRejected(order_id=rejected, reason="line1\nFAKE\x1b]0;title\x07", code="X\x1b[31mRED")
+    assert crm.reject_order(hostile, consumer="c", message_id="m-osc")
+    view = crm.get_order(rejected)
+    assert view.rejection_reason == "line1\\nFAKE\\x1b]0;title\\x07" and view.rejection_code == "X\\x1b[31mRED"
