@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -83,13 +84,23 @@ def cli(ctx: click.Context, config: Path | None, log_level: str, log_format: str
 @click.pass_context
 def demo(ctx: click.Context, timeout: float) -> None:
     """Start the reference ERP and the worker, place demo orders, print what became of them."""
+    from backoffice.erp.process import ErpServerError
     from esb.demo import run_demo
     from esb.demo_preflight import DemoCannotRun
 
+    settings = _settings(ctx)
     try:
-        exit_status = run_demo(_settings(ctx), timeout=timeout)
+        exit_status = run_demo(settings, timeout=timeout)
     except (DemoCannotRun, EsbError) as exc:  # what is wrong and how to fix it, or the broker at start
         raise OneLineError(str(exc)) from exc
+    except ErpServerError as exc:  # e.g. its data file is damaged: its own last words say why
+        said = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raised = [line for line in said if re.match(r"[\w.]+(Error|Exception)\b", line)]  # the exception line
+        last = (raised or said or ["no reason given"])[-1][:200]
+        raise OneLineError(
+            f"the reference ERP did not start: {last} (its data: {settings.data_dir / 'erp.db'}; "
+            f"remove {settings.data_dir}/ to start the demo afresh)"
+        ) from exc
     sys.exit(exit_status)
 
 

@@ -158,3 +158,14 @@ def test_with_log_format_json_a_usage_error_is_one_json_line_too(tmp_path: Path,
     assert done.returncode == 2 and done.stdout == ""
     [line] = _lines(done.stderr)
     assert json.loads(line)["level"] == "error"
+
+
+@pytest.mark.parametrize("damaged", ["crm.db", "erp.db"])
+def test_the_demo_on_a_damaged_data_file_is_one_line_naming_it(tmp_path: Path, damaged: str) -> None:
+    (tmp_path / ".esb").mkdir()
+    (tmp_path / ".esb" / damaged).write_bytes(b"garbage, not a database")
+    done = _esb(["demo"], tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    [error] = [line for line in _lines(done.stderr) if line.startswith("Error:")]
+    assert "file is not a database" in error
+    assert len([line for line in _lines(done.stderr) if not line.startswith("starting ")]) == 1
