@@ -114,6 +114,10 @@ class EsbSettings(BaseSettings):
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
 
+#: the databases the CRM and the embedded transport run on (and are tested on)
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
+
+
 def check_database_url(url: str) -> str:
     """``url`` if SQLAlchemy can parse it and knows its dialect; else ValueError (never echoing the URL)."""
     try:
@@ -125,7 +129,13 @@ def check_database_url(url: str) -> str:
         ) from None
     except (ArgumentError, ValueError):
         raise ValueError("not a valid database URL") from None
-    if parsed.get_backend_name() != "sqlite":
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_DATABASES:
+        raise ValueError(f"{backend} is not supported: use {' or '.join(SUPPORTED_DATABASES)}")
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # a database that is gone when the process ends: the CRM, or every message not yet consumed
+        raise ValueError("an in-memory SQLite database keeps nothing: give a file, e.g. sqlite:///.esb/crm.db")
+    if backend != "sqlite":
         # also catches what SQLAlchemy lets through (an unclosed IPv6 bracket)
         check_url(url, schemes=(parsed.drivername,), require_host=False)
     return url

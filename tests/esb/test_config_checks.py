@@ -130,3 +130,20 @@ def test_a_bad_erp_url_is_reported_once_not_again_for_the_wsdl_url_derived_from_
     assert "erp.url" in str(raised.value) and "wsdl_url" not in str(raised.value)
     monkeypatch.setenv("ESB_ERP__URL", "http://erp.example/erp")
     assert load_settings().erp.wsdl_url == "http://erp.example/erp?wsdl"
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("mysql://u@127.0.0.1/db", "mysql is not supported"),
+        ("sqlite://", "an in-memory SQLite database keeps nothing"),
+        ("sqlite:///:memory:", "an in-memory SQLite database keeps nothing"),
+    ],
+)
+@pytest.mark.parametrize("setting", ["database_url", "embedded_url"])
+def test_a_database_the_product_cannot_keep_its_data_in_is_refused_at_load_time(
+    monkeypatch: pytest.MonkeyPatch, setting: str, url: str, said: str
+) -> None:
+    monkeypatch.setenv(f"ESB_{setting.upper()}", url)
+    with pytest.raises(ConfigError, match=f"{setting}: {said}"):
+        load_settings()
