@@ -40,6 +40,9 @@ MAX_CONTENT_TYPE = 256
 MAX_TRACE_HEADER = 512  # W3C Trace Context: tracestate is at most 512 characters
 #: extension attributes beyond the declared ones, and the longest string value one may have
 MAX_EXTENSIONS = 16
+#: bytes of a message body we parse at all (the default of ``worker.max_message_bytes``): an order of
+#: 999 lines is about 200 kB; parsing a 24 MB body of numbers cost 500 MB, and the broker takes 128 MB
+MAX_BODY_BYTES = 1024 * 1024
 MAX_EXTENSION_VALUE = 1024
 #: CloudEvents 1.0 section 3.1.1: lower-case ASCII letters and digits; the spec recommends at most 20
 EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
@@ -222,12 +225,15 @@ class Envelope(BaseModel):
         return self.model_dump_json().encode()
 
     @classmethod
-    def from_bytes(cls, body: bytes) -> Envelope:
+    def from_bytes(cls, body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> Envelope:
         """Parse a message body; anything that is not a valid envelope raises ``InvalidMessage``.
 
-        The reason names the first offending attribute (quoted, cut to a few dozen characters) and
-        stays short whatever the input: at most a few hundred characters.
+        A body over ``max_bytes`` is refused before it is parsed (memory is the first thing a hostile
+        publisher spends). The reason names the first offending attribute (quoted, cut to a few dozen
+        characters) and stays short whatever the input: at most a few hundred characters.
         """
+        if len(body) > max_bytes:
+            raise InvalidMessage(f"not a valid envelope: a body of {len(body)} bytes is over the limit of {max_bytes}")
         try:
             return cls.model_validate_json(body)
         except ValidationError as exc:
@@ -240,6 +246,7 @@ class Envelope(BaseModel):
 __all__ = [
     "CONTENT_TYPE",
     "DATA_CONTENT_TYPE",
+    "MAX_BODY_BYTES",
     "MAX_EXTENSIONS",
     "SCHEMA_VERSION",
     "Envelope",

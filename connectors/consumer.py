@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from canonical_model.envelope import Envelope
+from canonical_model.envelope import MAX_BODY_BYTES, Envelope
 from canonical_model.errors import InvalidMessage, PermanentError, TransientError
 from connectors.base import Delivery, DeliveryHandler
 from connectors.dead_letters import DeadLetter, read_dead_letter
@@ -103,12 +103,14 @@ def settle(
     backoff: Backoff = exponential_backoff,
     *,
     accepts: Sequence[str] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> str:
-    """Parse the delivery, check its type against ``accepts`` (topic patterns; ``None``: any type),
-    run the handler, settle the delivery; returns the outcome's name."""
+    """Parse the delivery (a body over ``max_body_bytes`` is refused unparsed), check its type against
+    ``accepts`` (topic patterns; ``None``: any type), run the handler, settle the delivery; returns the
+    outcome's name."""
 
     def work() -> None:
-        envelope = Envelope.from_bytes(delivery.body)
+        envelope = Envelope.from_bytes(delivery.body, max_bytes=max_body_bytes)
         if accepts is not None:
             check_type(envelope, accepts)
         handler(envelope)
@@ -140,13 +142,17 @@ def _settle(delivery: Delivery, work: Callable[[], None], backoff: Backoff) -> s
 
 
 def envelope_consumer(
-    handler: EnvelopeHandler, backoff: Backoff = exponential_backoff, *, accepts: Sequence[str] | None = None
+    handler: EnvelopeHandler,
+    backoff: Backoff = exponential_backoff,
+    *,
+    accepts: Sequence[str] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> DeliveryHandler:
     """Adapt an envelope handler to the transport's delivery callback; with ``accepts`` (the route's
     bindings) an envelope of another type is dead-lettered before the handler sees it."""
 
     def on_delivery(delivery: Delivery) -> None:
-        settle(delivery, handler, backoff, accepts=accepts)
+        settle(delivery, handler, backoff, accepts=accepts, max_body_bytes=max_body_bytes)
 
     return on_delivery
 

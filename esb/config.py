@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from canonical_model.envelope import MAX_BODY_BYTES
 from connectors.erp.settings import ErpSettings
 from connectors.urls import check_url, redact_url
 
@@ -47,6 +48,8 @@ class WorkerSettings(BaseModel):
     requeue_pause: float = Field(default=0.5, ge=0, le=60)
     #: the longest such pause (keep it under the broker heartbeat and the embedded lease)
     requeue_pause_max: float = Field(default=8.0, ge=0, le=60)
+    #: bytes of a message body a route parses at all; a larger one is dead-lettered unparsed
+    max_message_bytes: int = Field(default=MAX_BODY_BYTES, ge=64 * 1024, le=128 * 1024 * 1024)
 
 
 class EsbSettings(BaseSettings):

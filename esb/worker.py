@@ -35,7 +35,12 @@ class Worker:
             exponential_backoff, first=app.settings.worker.requeue_pause, cap=app.settings.worker.requeue_pause_max
         )
         consumers: list[tuple[str, str, DeliveryHandler]] = [
-            (route.name, app.queue_of(route), route.consumer(backoff)) for route in app.routes
+            (
+                route.name,
+                app.queue_of(route),
+                route.consumer(backoff, max_body_bytes=app.settings.worker.max_message_bytes),
+            )
+            for route in app.routes
         ]
         consumers += [(route.name, app.queue_of(route), route.consumer(backoff)) for route in app.dead_letter_routes]
         for name, queue, handler in consumers:

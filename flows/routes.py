@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from canonical_model.envelope import MAX_BODY_BYTES
 from connectors.base import DeliveryHandler, QueueSpec, Topology
 from connectors.consumer import (
     Backoff,
@@ -27,10 +28,13 @@ class Route:
     description: str
     delivery_limit: int = 5
 
-    def consumer(self, backoff: Backoff = exponential_backoff) -> DeliveryHandler:
-        """The route as a transport's delivery callback: an envelope whose type matches none of the
-        route's bindings (topic patterns) is dead-lettered with the reason before the handler runs."""
-        return envelope_consumer(self.handler, backoff, accepts=self.bindings)
+    def consumer(
+        self, backoff: Backoff = exponential_backoff, *, max_body_bytes: int = MAX_BODY_BYTES
+    ) -> DeliveryHandler:
+        """The route as a transport's delivery callback: a body over ``max_body_bytes``, or an envelope
+        whose type matches none of the route's bindings (topic patterns), is dead-lettered with the
+        reason before the handler runs."""
+        return envelope_consumer(self.handler, backoff, accepts=self.bindings, max_body_bytes=max_body_bytes)
 
 
 @dataclass(frozen=True)

@@ -227,3 +227,16 @@ def test_an_attribute_that_is_stored_or_put_in_headers_refuses_control_character
     event = _cloudevent() | {attribute: value}
     with pytest.raises(InvalidMessage, match=f"{attribute}: .*control character"):
         _parse(event)
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_parsed() -> None:
+    """A 24 MB body of numbers cost the worker 500 MB to parse: a body over the limit is not parsed."""
+    from canonical_model.envelope import MAX_BODY_BYTES
+
+    event = _cloudevent()
+    event["data"] = {"numbers": [0] * (MAX_BODY_BYTES // 2)}  # valid, and about twice the limit
+    body = json.dumps(event).encode()
+    assert len(body) > MAX_BODY_BYTES
+    with pytest.raises(InvalidMessage, match=f"a body of {len(body)} bytes is over the limit of {MAX_BODY_BYTES}"):
+        Envelope.from_bytes(body)
+    assert Envelope.from_bytes(body, max_bytes=len(body)).data["numbers"][0] == 0

@@ -123,3 +123,21 @@ def test_an_envelope_is_checked_against_the_routes_bindings_before_the_handler(
         assert f"of type {kind} does not match this route's bindings ({', '.join(accepts)})" in reason
     else:
         assert handled == [kind]
+
+
+def test_the_worker_setting_for_the_largest_body_is_what_a_route_refuses_beyond() -> None:
+    """``worker.max_message_bytes`` reaches the route's consumer: a body over it is dead-lettered unparsed."""
+    from esb.config import WorkerSettings
+    from flows.routes import Route
+
+    seen: list[str] = []
+    route = Route("erp.order_placed", ("order.placed",), lambda envelope: seen.append(envelope.id), "test")
+    small = WorkerSettings(max_message_bytes=64 * 1024).max_message_bytes
+    big = Envelope.new("order.placed", {"id": "SO-1", "note": "x" * small}, source="/crm").to_bytes()
+    delivery = RecordingDelivery(big)
+    route.consumer(no_pause, max_body_bytes=small)(delivery)
+    assert delivery.outcome[0] == "dead_letter" and f"over the limit of {small}" in delivery.outcome[1]
+    assert seen == []
+    fits = RecordingDelivery(big)
+    route.consumer(no_pause)(fits)  # the default (1 MiB) takes it
+    assert fits.outcome == ("ack",) and seen == [Envelope.from_bytes(big).id]
