@@ -32,7 +32,7 @@ import posixpath
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 import zeep
@@ -127,8 +127,13 @@ def allowed_location(url: str, wsdl_url: str) -> bool:
         return False
     if not same_origin or got.username or got.password or "\\" in got.path:
         return False
+    # the path as a server will read it: percent-escapes decoded (%2e%2e/ is ../ to most servers); an
+    # escaped slash or backslash, or one that still decodes further, is refused outright
+    decoded = unquote(got.path)
+    if "%" in decoded or "\\" in decoded or "%2f" in got.path.lower() or "%5c" in got.path.lower():
+        return False
     directory = posixpath.dirname(want.path).rstrip("/") + "/"
-    path = posixpath.normpath(got.path or "/")
+    path = posixpath.normpath(decoded or "/")
     return (path + "/").startswith(directory) or path == directory.rstrip("/")
 
 

@@ -262,3 +262,23 @@ def test_a_redirect_of_the_wsdl_is_not_followed(fake: FakeSoapServer) -> None:
             client.list_materials()
         assert (elsewhere.gets, elsewhere.posts) == (0, 0), "nothing was read from the other URL"
     assert "HTTP 301 redirect to" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("location", "allowed"),
+    [
+        ("http://h:1/wsdl/types.xsd", True),
+        ("http://h:1/wsdl/sub/x.xsd", True),
+        ("http://h:1/wsdl/a%20b.xsd", True),
+        ("http://h:1/wsdl/../secret.xsd", False),
+        ("http://h:1/wsdl/%2e%2e/secret.xsd", False),  # a server reads it as ../secret.xsd
+        ("http://h:1/wsdl/%2E%2E/secret.xsd", False),
+        ("http://h:1/wsdl/..%2fsecret.xsd", False),
+        ("http://h:1/wsdl/%252e%252e/secret.xsd", False),  # decodes twice
+        ("http://h:1/wsdl/..%5csecret.xsd", False),
+    ],
+)
+def test_a_schema_location_is_judged_as_the_server_will_read_its_path(location: str, allowed: bool) -> None:
+    from connectors.erp.transport import allowed_location
+
+    assert allowed_location(location, "http://h:1/wsdl/erp.wsdl") is allowed
