@@ -29,6 +29,7 @@ import zeep
 import zeep.wsdl
 from zeep.helpers import serialize_object
 
+from canonical_model.errors import ConnectorTimeout
 from connectors.erp.errors import (
     SYSTEM,
     AnswerOverLimit,
@@ -211,9 +212,12 @@ class ErpClient:
 
         Down to one row: a single record over the limit raises ``AnswerOverLimit`` naming it as the
         record after CHSEQ ``since`` (its key is in the answer we refused to read). At most
-        log2(max_rows) + 1 calls, each within its own deadline and retry budget.
+        log2(max_rows) + 1 calls, each within its own deadline, and all of them within one
+        ``retry_budget``: past it, ``ConnectorTimeout`` (a server that answers every page slowly and too
+        large must not hold the caller for the sum of all their deadlines).
         """
         rows = max_rows
+        started = time.monotonic()
         # a page whose value zeep cannot convert is read by hand (values as text) where the caller
         # keeps a bad record aside: the material feed (issue 6 case 7)
         by_hand = operation in _PAGES_READ_BY_HAND
@@ -227,6 +231,16 @@ class ErpClient:
                         f"ERP {record} alone is over max_answer_bytes={exc.limit}: {exc.message}",
                         limit=exc.limit,
                         record=record,
+                        system=exc.system,
+                        operation=exc.operation,
+                        correlation_id=exc.correlation_id,
+                    ) from exc
+                spent = time.monotonic() - started
+                if spent >= self.settings.retry_budget:
+                    raise ConnectorTimeout(
+                        f"ERP pages of {operation} stayed over max_answer_bytes={exc.limit} down to {rows} rows, "
+                        f"and asking again with fewer would pass retry_budget={self.settings.retry_budget:g} s "
+                        f"(spent {spent:.1f} s)",
                         system=exc.system,
                         operation=exc.operation,
                         correlation_id=exc.correlation_id,

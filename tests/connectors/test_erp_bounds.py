@@ -144,6 +144,27 @@ def test_the_halving_asks_for_half_the_rows_down_to_one(fake: FakeSoapServer) ->
     assert caught.value.record == "CUSTOMER after CHSEQ 41"
 
 
+def test_the_halving_stops_at_the_retry_budget(fake: FakeSoapServer) -> None:
+    """A server that answers every page slowly and too large: the paged read gives up within its budget."""
+
+    def slow_and_large(handler: Any) -> None:
+        time.sleep(0.3)
+        body = b"<x/>" * 4096
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/xml")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    fake.on_post = slow_and_large
+    budget = settings(fake.url, max_answer_bytes=4096, retry_budget=1.0)
+    started = time.monotonic()
+    with ErpClient(budget) as client, pytest.raises(ConnectorTimeout, match="retry_budget=1 s"):
+        client.customers_changed_since(41, max_rows=500)
+    assert time.monotonic() - started < 1.0 + 0.3 + 1.0  # the budget, one more slow answer, and slack
+    assert 3 <= len(fake.bodies) < 9  # not all nine halvings
+
+
 # -- case 2: time ----------------------------------------------------------------------------------
 
 
