@@ -15,6 +15,9 @@ DEFAULT_MAX_ROWS = 500
 #: a changed-since page also stops at about this many bytes of XML (at least one record a page): 500
 #: sales orders of 999 items would be 68 MB, an answer no client should have to hold at once
 PAGE_BYTES = 4 * 1024 * 1024
+#: ... and at about this many elements: half the ERP client's default max_answer_elements (50,000;
+#: a parsed element costs a client about 350 bytes). A sales order of 999 items is about 9,000
+PAGE_ELEMENTS = 25_000
 
 
 def xml_size(value: object, name: str = "") -> int:
@@ -25,6 +28,16 @@ def xml_size(value: object, name: str = "") -> int:
     if isinstance(value, list):
         return sum(xml_size(child, name) for child in value)
     return tags + (len(str(value)) if value is not None else 0)
+
+
+def xml_elements(value: object, name: str = "") -> int:
+    """About how many elements ``value`` makes under an element ``name`` (an upper estimate, like ``xml_size``)."""
+    own = 1 if name else 0
+    if isinstance(value, dict):
+        return own + sum(xml_elements(child, key) for key, child in value.items())
+    if isinstance(value, list):
+        return sum(xml_elements(child, name) for child in value)
+    return own
 
 
 def as_record(row: Row[Any] | None, *, skip: tuple[str, ...] = ()) -> Record:
@@ -53,17 +66,19 @@ def changed_since(
     element: str,
     *,
     page_bytes: int = PAGE_BYTES,
+    page_elements: int = PAGE_ELEMENTS,
 ) -> Record:
-    """Rows with CHSEQ > ``since`` in CHSEQ order, at most ``max_rows`` and about ``page_bytes`` of XML
-    (never fewer than one), with LAST_SEQ and MORE."""
+    """Rows with CHSEQ > ``since`` in CHSEQ order, at most ``max_rows``, about ``page_bytes`` of XML and
+    ``page_elements`` elements (never fewer than one record), with LAST_SEQ and MORE."""
     limit = max_rows or DEFAULT_MAX_ROWS
     rows = conn.execute(select(table).where(table.c.chseq > since).order_by(table.c.chseq).limit(limit + 1)).all()
     records: list[Record] = []
-    size = 0
+    size = elements = 0
     for row in rows[:limit]:
         record = render(conn, row)
         size += xml_size(record, element)
-        if records and size > page_bytes:
+        elements += xml_elements(record, element)
+        if records and (size > page_bytes or elements > page_elements):
             break
         records.append(record)
     taken = rows[: len(records)]
@@ -82,11 +97,13 @@ def given(values: Record, *names: str) -> Record:
 __all__ = [
     "DEFAULT_MAX_ROWS",
     "PAGE_BYTES",
+    "PAGE_ELEMENTS",
     "Record",
     "as_record",
     "changed_since",
     "exists",
     "given",
     "require",
+    "xml_elements",
     "xml_size",
 ]

@@ -208,7 +208,8 @@ class ErpClient:
     def _changed(
         self, operation: str, container: str, element: str, since: int, max_rows: int, correlation_id: str | None
     ) -> ChangeBatch:
-        """One page of changes after ``since``; a page over ``max_answer_bytes`` is asked again with half the rows.
+        """One page of changes after ``since``; a page over ``max_answer_bytes`` or ``max_answer_elements``
+        is asked again with half the rows.
 
         Down to one row: a single record over the limit raises ``AnswerOverLimit`` naming it as the
         record after CHSEQ ``since`` (its key is in the answer we refused to read). At most
@@ -228,9 +229,10 @@ class ErpClient:
                 if rows <= 1:
                     record = f"{element} after CHSEQ {since}"
                     raise AnswerOverLimit(
-                        f"ERP {record} alone is over max_answer_bytes={exc.limit}: {exc.message}",
+                        f"ERP {record} alone is over {exc.setting}={exc.limit}: {exc.message}",
                         limit=exc.limit,
                         record=record,
+                        setting=exc.setting,
                         system=exc.system,
                         operation=exc.operation,
                         correlation_id=exc.correlation_id,
@@ -247,7 +249,11 @@ class ErpClient:
                     ) from exc
                 rows = max(1, rows // 2)
                 self._log.warning(
-                    "erp page over max_answer_bytes; asking fewer rows", operation=operation, since=since, rows=rows
+                    "erp page over its answer limit; asking fewer rows",
+                    operation=operation,
+                    since=since,
+                    rows=rows,
+                    limit=exc.setting,
                 )
                 continue
             last_seq = _sequence(result.get("LAST_SEQ"))
@@ -393,6 +399,7 @@ class ErpClient:
         settings = self.settings
         limits = AnswerLimits(
             max_answer_bytes=settings.max_answer_bytes,
+            max_answer_elements=settings.max_answer_elements,
             max_document_bytes=settings.max_wsdl_bytes,
             call_deadline=settings.call_deadline,
             connect_timeout=settings.connect_timeout,

@@ -14,7 +14,10 @@ error through it)::
       VersionMismatch, unknown code or namespace)   -> RequestRejected         (naming the fault code)
     answer over max_answer_bytes (AnswerTooLarge)   -> AnswerOverLimit, a RequestRejected (the same request
                                                        gets the same answer; a paged read halves its page)
-    WSDL document over max_wsdl_bytes               -> RequestRejected
+    answer over max_answer_elements (counted before
+      parsing, AnswerTooManyElements)               -> AnswerOverLimit, the same (naming the setting)
+    WSDL document over max_wsdl_bytes or
+      max_answer_elements                           -> RequestRejected
     call deadline or retry budget passed            -> ConnectorTimeout        (naming the limit)
     HTTP 3xx (redirects are never followed)         -> RequestRejected         (naming status and Location)
     WSDL/schema location outside the WSDL's
@@ -145,15 +148,26 @@ class UnreadableAnswerValue(BackOfficeUnavailable):
 
 
 class AnswerOverLimit(RequestRejected):
-    """The ERP's answer exceeds ``max_answer_bytes`` (``limit``): the same request would get it again.
+    """The ERP's answer exceeds ``max_answer_bytes`` or ``max_answer_elements`` (``setting``, ``limit``):
+    the same request would get it again.
 
     A paged read catches it and asks for fewer rows; ``record`` names the record when one alone is too big.
     """
 
-    def __init__(self, message: str, *, limit: int, record: str | None = None, **where: str | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        record: str | None = None,
+        setting: str = "max_answer_bytes",
+        **where: str | None,
+    ) -> None:
         super().__init__(message, **where)
         self.limit = limit
         self.record = record
+        #: the limit passed: ``max_answer_bytes`` or ``max_answer_elements``
+        self.setting = setting
 
 
 def clip(text: object, limit: int = TEXT_LIMIT) -> str:
@@ -263,9 +277,9 @@ def _fault(exc: zeep.exceptions.Fault, call: Call) -> EsbError:
 
 
 def _too_large(exc: AnswerTooLarge, call: Call) -> EsbError:
-    if exc.setting != "max_answer_bytes":  # the WSDL or a schema: fewer rows would not help
+    if exc.document:  # the WSDL or a schema: fewer rows would not help
         return RequestRejected(f"ERP WSDL document too large: {exc}", **call.where)
-    return AnswerOverLimit(f"ERP answer too large: {exc}", limit=exc.limit, **call.where)
+    return AnswerOverLimit(f"ERP answer too large: {exc}", limit=exc.limit, setting=exc.setting, **call.where)
 
 
 def _status(exc: BaseException, call: Call) -> EsbError:

@@ -10,6 +10,11 @@ from connectors.urls import check_url
 #: page size (500 records, and it stops a page at about 4 MiB: backoffice/erp/records.py PAGE_BYTES);
 #: docs/architecture.md has the figures
 MAX_ANSWER_BYTES = 10 * 1024 * 1024
+#: default ``max_answer_elements``: a parsed answer costs about 350 bytes an element (lxml tree and zeep's
+#: objects, measured on a ListMaterials answer of 100,000 elements: +34 MB), so 8 threads each holding
+#: 50,000 take about 140 MB over the worker's ~65 MB; the reference ERP ends a page at half this
+#: (backoffice/erp/records.py PAGE_ELEMENTS)
+MAX_ANSWER_ELEMENTS = 50_000
 
 
 class ErpSettings(BaseModel):
@@ -35,6 +40,10 @@ class ErpSettings(BaseModel):
     #: (RequestRejected; a changed-since read halves its page size instead). At least twice the
     #: largest page measured on the reference ERP at 500 rows, orders of 60 items (docs/architecture.md)
     max_answer_bytes: int = Field(default=MAX_ANSWER_BYTES, ge=4096)
+    #: elements of one answer (and of the WSDL and each schema document), estimated from its bytes
+    #: before parsing (every ``<`` but end tags): 10 MiB of ``<x/>`` would cost 500 MB as a tree.
+    #: More is refused like ``max_answer_bytes`` (a changed-since read halves its page size)
+    max_answer_elements: int = Field(default=MAX_ANSWER_ELEMENTS, ge=1000)
     #: bytes of the WSDL and of each schema document it includes, counted while reading
     max_wsdl_bytes: int = Field(default=4 * 1024 * 1024, ge=4096)
     #: attempts in all for a call that fails in transport (1 = no retry)
@@ -62,4 +71,4 @@ class ErpSettings(BaseModel):
         return self
 
 
-__all__ = ["MAX_ANSWER_BYTES", "ErpSettings"]
+__all__ = ["MAX_ANSWER_BYTES", "MAX_ANSWER_ELEMENTS", "ErpSettings"]

@@ -21,7 +21,7 @@ from backoffice.erp.process import ErpServerProcess
 from canonical_model.errors import ConnectorTimeout, PermanentError, RequestRejected
 from connectors.erp import ErpClient, ErpSettings
 from connectors.erp.errors import AnswerOverLimit
-from connectors.erp.settings import MAX_ANSWER_BYTES
+from connectors.erp.settings import MAX_ANSWER_BYTES, MAX_ANSWER_ELEMENTS
 from crm_core.db import create_db_engine, session_factory
 from crm_core.migrate import upgrade
 from crm_core.services import CrmService
@@ -163,6 +163,44 @@ def test_the_halving_stops_at_the_retry_budget(fake: FakeSoapServer) -> None:
         client.customers_changed_since(41, max_rows=500)
     assert time.monotonic() - started < 1.0 + 0.3 + 1.0  # the budget, one more slow answer, and slack
     assert 3 <= len(fake.bodies) < 9  # not all nine halvings
+
+
+def test_an_element_heavy_answer_under_the_byte_limit_is_refused_naming_the_element_limit(
+    fake: FakeSoapServer,
+) -> None:
+    # 2.6 M <x/> just under max_answer_bytes (the tester's answer): counted before any parser sees it
+    body = envelope(
+        "<erp:ListMaterialsResponse>" + "<x/>" * ((MAX_ANSWER_BYTES - 2000) // 4) + "</erp:ListMaterialsResponse>"
+    )
+    assert len(body) < MAX_ANSWER_BYTES
+    fake.answer_with(200, body)
+    with ErpClient(settings(fake.url)) as client, pytest.raises(AnswerOverLimit) as caught:
+        client.list_materials()
+    error = caught.value
+    assert f"max_answer_elements={MAX_ANSWER_ELEMENTS}" in error.message, error
+    assert (error.setting, error.limit) == ("max_answer_elements", MAX_ANSWER_ELEMENTS)
+    assert isinstance(error, PermanentError) and fake.posts == 1, "the same answer again: not retried"
+
+
+def test_a_page_over_the_element_limit_is_halved_down_to_one(fake: FakeSoapServer) -> None:
+    fake.answer_with(
+        200,
+        envelope("<erp:GetCustomersChangedSinceResponse>" + "<x/>" * 2000 + "</erp:GetCustomersChangedSinceResponse>"),
+    )
+    with ErpClient(settings(fake.url, max_answer_elements=1000)) as client, pytest.raises(AnswerOverLimit) as caught:
+        client.customers_changed_since(41, max_rows=500)
+    asked = [int(re.search(rb"MAX_ROWS>(\d+)<", body).group(1)) for body in fake.bodies]  # type: ignore[union-attr]
+    assert asked == [500, 250, 125, 62, 31, 15, 7, 3, 1]
+    assert caught.value.record == "CUSTOMER after CHSEQ 41"
+    assert "CUSTOMER after CHSEQ 41 alone is over max_answer_elements=1000" in caught.value.message
+
+
+def test_a_wsdl_over_the_element_limit_is_refused_without_halving(fake: FakeSoapServer) -> None:
+    fake.wsdl_prefix = b"<!---->" * 1000  # the reference WSDL holds 611 elements; these count too
+    with ErpClient(settings(fake.url, max_answer_elements=1000)) as client, pytest.raises(RequestRejected) as caught:
+        client.materials_changed_since(0)
+    assert "max_answer_elements=1000" in caught.value.message and not isinstance(caught.value, AnswerOverLimit)
+    assert (fake.gets, fake.posts) == (1, 0)
 
 
 # -- case 2: time ----------------------------------------------------------------------------------

@@ -53,6 +53,10 @@ def _reply(body: bytes, status: int = 200) -> Callable[[BaseHTTPRequestHandler],
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nX-Slow: " + b"s" * 400 + b"\r\n\r\n"
 NESTED = envelope("<a>" * 100_000 + "</a>" * 100_000).encode()  # deep, within the size limit
+#: 2.6 M elements just under the byte limit (found by the tester: +514 MB for one call as an lxml tree)
+ELEMENT_HEAVY = envelope(
+    "<erp:ListMaterialsResponse>" + "<x/>" * ((DEFAULTS.max_answer_bytes - 2000) // 4) + "</erp:ListMaterialsResponse>"
+).encode()
 
 BEHAVIOURS: dict[str, Callable[[BaseHTTPRequestHandler], object]] = {
     "stream": lambda h: stream(h, b"<x/>", 4 * DEFAULTS.max_answer_bytes),
@@ -63,6 +67,7 @@ BEHAVIOURS: dict[str, Callable[[BaseHTTPRequestHandler], object]] = {
     "truncated": _truncated,
     "malformed": _reply(b"<soap:Envelope><unclosed" + b"<x/>" * 100_000),
     "nested": _reply(NESTED),
+    "element-heavy": _reply(ELEMENT_HEAVY),
     "valid": _reply(VALID),
 }
 
@@ -109,3 +114,24 @@ def test_memory_and_time_stay_bounded_against_a_hostile_erp() -> None:
     assert peak < 300 * MB, result
     assert slowest["load"] <= deadline + 1, result
     assert slowest["defaults"] <= DEFAULTS.call_deadline + 1, result
+
+
+def test_an_element_heavy_answer_under_the_byte_limit_is_refused_without_building_a_tree() -> None:
+    # One call, the product's defaults: refused on its element count (before lxml builds 2.6 M elements)
+    assert len(ELEMENT_HEAVY) < DEFAULTS.max_answer_bytes
+    with fake_soap_server() as fake:
+        fake.on_post = lambda handler: BEHAVIOURS[handler.path.rsplit("/", 1)[-1]](handler)
+        result = _run_child(
+            {
+                "url": fake.url,
+                "kinds": ["element-heavy", "valid"],
+                "calls": 1,
+                "threads": 1,
+                "deadline": 10.0,
+                "defaults": False,
+            }
+        )
+    rise = int(result["peak_rss"]) - int(result["baseline_rss"])  # type: ignore[call-overload]
+    print(f"\nelement-heavy answer: RSS +{rise / MB:.0f} MB, outcomes {result['outcomes']}")
+    assert result["outcomes"] == {"AnswerOverLimit": 1}, result
+    assert rise < 60 * MB, result  # the body read (10 MiB) and a copy; a tree of it was +514 MB
