@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     bounds.add_argument(
         "--max-attributes", type=int, default=limits.DEFAULT_MAX_ATTRIBUTES, help="attributes per element"
     )
+    bounds.add_argument(
+        "--max-total-attributes",
+        type=int,
+        default=limits.DEFAULT_MAX_TOTAL_ATTRIBUTES,
+        help="attributes per request (namespace declarations included)",
+    )
     return parser
 
 
@@ -51,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             max_elements=args.max_elements,
             max_depth=args.max_depth,
             max_attributes=args.max_attributes,
+            max_total_attributes=args.max_total_attributes,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ zeep is used here for its public element API only (``Client.get_element``, ``Ele
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,6 +42,54 @@ class SchemaViolation:
         return f"{self.message} (at {self.field})" if self.field else self.message
 
 
+class _DropConversionErrors(logging.Filter):
+    """zeep logs a value it cannot convert with a traceback that repeats it unclipped; ``UnreadableValue`` says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Error during xml -> python translation"
+
+
+_DROP_CONVERSION_ERRORS = _DropConversionErrors()
+
+
+class UnreadableValue(ValueError):
+    """A schema-valid value the ERP cannot hold (``10000-01-01`` as an xsd:date: Python's years end at 9999).
+
+    ``field`` is its dotted path (``HEADER.AUDAT``), ``value`` the element's text as sent.
+    """
+
+    def __init__(self, field: str, value: str) -> None:
+        super().__init__(f"{field} {value!r} is valid for the WSDL's schema, but not a value this ERP can hold")
+        self.field = field
+        self.value = value
+
+
+def _unread(node: etree._Element, parsed: object, path: str = "") -> tuple[str, str] | None:
+    """The first leaf of ``node`` with text whose value in ``parsed`` (zeep's, serialized) is None.
+
+    zeep answers None for a simple value it cannot convert (it logs the error and goes on), and
+    None reads as "not sent": an order date would become today's.
+    """
+    seen: dict[str, int] = {}
+    for child in node:
+        if not isinstance(child.tag, str):
+            continue
+        name = etree.QName(child).localname
+        value = parsed.get(name) if isinstance(parsed, dict) else None
+        field = f"{path}.{name}" if path else name
+        if isinstance(value, list):  # a repeated element: its n-th occurrence is the list's n-th value
+            index = seen[name] = seen.get(name, -1) + 1
+            value = value[index] if index < len(value) else None
+            field = f"{field}[{index}]"
+        if len(child):
+            found = _unread(child, value, field) if value is not None else None
+            if found is not None:
+                return found
+        elif value is None and (child.text or "").strip():
+            return field, (child.text or "").strip()
+    return None
+
+
 def dotted_path(xpath: str) -> str | None:
     """``/erp:CreateSalesOrder/ITEMS/ITEM[2]/MATNR`` -> ``ITEMS.ITEM[1].MATNR`` (0-based, wrapper dropped)."""
     steps = [step for step in xpath.split("/") if step][1:]
@@ -62,6 +111,7 @@ class Contract:
         self._schema = etree.XMLSchema(copy.deepcopy(schema_element))
         # lxml keeps the last validation's errors on the schema object: one validation at a time
         self._schema_lock = threading.Lock()
+        logging.getLogger("zeep.xsd.types.simple").addFilter(_DROP_CONVERSION_ERRORS)  # added once
         settings = zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True)
         self._zeep: Any = _zeep_client(str(wsdl_path), settings=settings)
         self.operations: tuple[str, ...] = tuple(
@@ -93,9 +143,14 @@ class Contract:
         return [SchemaViolation(error.message, dotted_path(error.path or "")) for error in errors]
 
     def parse_request(self, operation: str, element: etree._Element) -> Record:
+        """``element`` (schema-valid) as a dict; ``UnreadableValue`` for a value zeep cannot convert."""
         value = self._requests[operation].parse(element, self._zeep.wsdl.types)
         parsed = _serialize(value, target_cls=dict)
-        return dict(parsed) if parsed else {}
+        record = dict(parsed) if parsed else {}
+        unread = _unread(element, record)
+        if unread is not None:
+            raise UnreadableValue(*unread)
+        return record
 
     def render_response(self, operation: str, values: Record) -> etree._Element:
         return self._render(self._responses[operation], values)
@@ -121,4 +176,4 @@ class Contract:
         return cached
 
 
-__all__ = ["Contract", "SchemaViolation", "dotted_path"]
+__all__ = ["Contract", "SchemaViolation", "UnreadableValue", "dotted_path"]

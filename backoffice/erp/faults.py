@@ -13,7 +13,7 @@ INVALID_DATA = "INVALID_DATA"
 SCHEMA_INVALID = "SCHEMA_INVALID"
 # Refused before the Body is read (docs/erp-service.md, "Request limits" and "Other faults").
 REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # HTTP 413
-REQUEST_TOO_COMPLEX = "REQUEST_TOO_COMPLEX"  # past max_elements, max_depth or max_attributes
+REQUEST_TOO_COMPLEX = "REQUEST_TOO_COMPLEX"  # past max_elements, max_depth, max_attributes or max_total_attributes
 UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"  # HTTP 415: not text/xml
 VERSION_MISMATCH = "VERSION_MISMATCH"  # soap:VersionMismatch, no detail
 MUST_UNDERSTAND = "MUST_UNDERSTAND"  # soap:MustUnderstand, no detail

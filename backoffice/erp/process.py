@@ -59,6 +59,7 @@ class ErpServerProcess:
         if limits is not None:
             self._args += ["--max-body-bytes", str(limits.max_body_bytes), "--max-elements", str(limits.max_elements)]
             self._args += ["--max-depth", str(limits.max_depth), "--max-attributes", str(limits.max_attributes)]
+            self._args += ["--max-total-attributes", str(limits.max_total_attributes)]
         self._args += ["--seed"] if seed else []
         self._args += ["--outage"] if outage else []
         self._args += ["--user", user] if user else []

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from backoffice.erp import faults
-from backoffice.erp.contract import Contract
+from backoffice.erp.contract import Contract, UnreadableValue
 from backoffice.erp.faults import ErpFault
 from backoffice.erp.limits import RequestLimits
 from backoffice.erp.records import Record
@@ -106,7 +106,11 @@ def read_envelope(contract: Contract, body: bytes, limits: RequestLimits | None 
 
 
 def parse_request(contract: Contract, envelope: Envelope) -> tuple[str, Record]:
-    """The operation and its request as a dict; raises ``ErpFault(SCHEMA_INVALID)`` for any schema violation."""
+    """The operation and its request as a dict.
+
+    Raises ``ErpFault(SCHEMA_INVALID)`` for any schema violation, ``ErpFault(INVALID_DATA)`` naming the
+    field for a schema-valid value the ERP cannot hold (a year past 9999 or before 1).
+    """
     if envelope.problem is not None:
         raise envelope.problem
     assert envelope.operation is not None and envelope.payload is not None
@@ -114,7 +118,10 @@ def parse_request(contract: Contract, envelope: Envelope) -> tuple[str, Record]:
     if violations:
         text = "; ".join(clip(str(v), MAX_MESSAGE_CHARS) for v in violations[:5])
         raise _invalid(f"request does not match the WSDL's schema: {text}", field=violations[0].field)
-    return envelope.operation, contract.parse_request(envelope.operation, envelope.payload)
+    try:
+        return envelope.operation, contract.parse_request(envelope.operation, envelope.payload)
+    except UnreadableValue as exc:
+        raise ErpFault(faults.INVALID_DATA, clip(str(exc), MAX_TEXT_CHARS), field=exc.field, value=exc.value) from None
 
 
 def _envelope(content: etree._Element) -> bytes:

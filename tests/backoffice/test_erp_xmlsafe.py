@@ -41,6 +41,8 @@ def test_markup_inside_comments_cdata_pis_and_attribute_values_is_not_counted() 
     assert refused_by(TRICKY, max_elements=1) == "max_elements"
     assert refused_by(TRICKY, max_depth=1) == "max_depth"
     assert refused_by(TRICKY, max_attributes=2) == "max_attributes"  # xmlns counts
+    assert refused_by(TRICKY, max_total_attributes=4) is None  # xmlns, x, y on a; z on e
+    assert refused_by(TRICKY, max_total_attributes=3) == "max_total_attributes"
 
 
 def test_a_limit_is_a_maximum_that_is_allowed() -> None:
@@ -142,10 +144,21 @@ def test_the_scan_counts_what_the_parser_builds(tree: etree._Element, cdata: boo
         return len(set(node.nsmap.items()) - inherited)
 
     attributes = max(len(node.attrib) + declared_here(node) for node in nodes)
-    scan(data, limits(max_elements=elements, max_depth=depth, max_attributes=max(attributes, 1)))
+    total = sum(len(node.attrib) + declared_here(node) for node in nodes)
+    scan(
+        data,
+        limits(
+            max_elements=elements,
+            max_depth=depth,
+            max_attributes=max(attributes, 1),
+            max_total_attributes=max(total, 1),
+        ),
+    )
     if elements > 1:
         assert refused_by(data, max_elements=elements - 1) == "max_elements"
     if depth > 1:
         assert refused_by(data, max_depth=depth - 1) == "max_depth"
     if attributes > 1:
         assert refused_by(data, max_attributes=attributes - 1) == "max_attributes"
+    if total > 1:
+        assert refused_by(data, max_total_attributes=total - 1) == "max_total_attributes"
