@@ -32,7 +32,7 @@ from canonical_model.envelope import MAX_BODY_BYTES, Envelope
 from canonical_model.errors import InvalidMessage, PermanentError, TransientError
 from connectors.base import Delivery, DeliveryHandler
 from connectors.dead_letters import DeadLetter, read_dead_letter
-from connectors.embedded.routing import topic_matches
+from connectors.topics import topic_matches
 
 log = structlog.get_logger(__name__)
 

@@ -1,24 +1,8 @@
-"""Topic matching as RabbitMQ does it: words split on ``.``, ``*`` is one word, ``#`` zero or more."""
+"""Routing inside the embedded transport: which queues a routing key reaches through an exchange."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-
-@lru_cache(maxsize=4096)
-def topic_matches(pattern: str, routing_key: str) -> bool:
-    return _match(tuple(pattern.split(".")), tuple(routing_key.split(".")))
-
-
-def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
-    if not pattern:
-        return not words
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        return any(_match(rest, words[skip:]) for skip in range(len(words) + 1))
-    if not words:
-        return False
-    return head in ("*", words[0]) and _match(rest, words[1:])
+from connectors.topics import topic_matches
 
 
 def route(kind: str, bindings: list[tuple[str, str]], routing_key: str) -> list[str]:
@@ -30,4 +14,4 @@ def route(kind: str, bindings: list[tuple[str, str]], routing_key: str) -> list[
     return list(targets)
 
 
-__all__ = ["route", "topic_matches"]
+__all__ = ["route"]

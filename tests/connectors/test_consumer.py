@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pytest
 
 from canonical_model.envelope import Envelope
 from canonical_model.errors import BackOfficeUnavailable, BusinessRejection, MappingError
-from connectors.base import Delivery, HeaderValue
 from connectors.consumer import exponential_backoff, settle
-
-
-class RecordingDelivery(Delivery):
-    def __init__(self, body: bytes, previous_deliveries: int = 0) -> None:
-        self.body = body
-        self.routing_key = "order.placed"
-        self.message_id = "m-1"
-        self.headers: Mapping[str, HeaderValue] = {}
-        self.queue = "esb.erp.order_placed"
-        self.previous_deliveries = previous_deliveries
-        self.settled = False
-        self.outcome: tuple[str, ...] = ()
-
-    def ack(self) -> None:
-        self.outcome, self.settled = ("ack",), True
-
-    def requeue(self, last_error: str = "") -> None:
-        self.outcome, self.settled = ("requeue", last_error), True
-
-    def dead_letter(self, reason: str, error_type: str) -> None:
-        self.outcome, self.settled = ("dead_letter", reason, error_type), True
-
+from tests.connectors.recording import RecordingDelivery
 
 VALID = Envelope.new("order.placed", {"id": "SO-1"}, source="/crm").to_bytes()
 

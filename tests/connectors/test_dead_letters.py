@@ -16,41 +16,23 @@ from connectors.base import (
     HEADER_FAILED_QUEUE,
     HEADER_ORIGINAL_ROUTING_KEY,
     DeathRecord,
-    Delivery,
     HeaderValue,
 )
 from connectors.consumer import settle_dead_letter
 from connectors.dead_letters import NO_REASON, REASON_MAX, DeadLetter, read_dead_letter
 from connectors.rabbitmq.deaths import MAX_DEATHS, parse_x_death
+from tests.connectors.recording import RecordingDelivery
 
 T0 = datetime(2026, 11, 30, 4, 0, 0, tzinfo=UTC)
 
 
-class FakeDelivery(Delivery):
-    def __init__(
-        self,
-        headers: Mapping[str, HeaderValue] | None = None,
-        deaths: tuple[DeathRecord, ...] = (),
-        routing_key: str = "order.placed",
-    ) -> None:
-        self.body = b"{}"
-        self.routing_key = routing_key
-        self.message_id = "m-1"
-        self.headers = dict(headers or {})
-        self.queue = "esb.crm.order_failures"
-        self.previous_deliveries = 0
-        self.settled = False
-        self.deaths = deaths
-        self.outcome: tuple[str, ...] = ()
-
-    def ack(self) -> None:
-        self.outcome, self.settled = ("ack",), True
-
-    def requeue(self, last_error: str = "") -> None:
-        self.outcome, self.settled = ("requeue", last_error), True
-
-    def dead_letter(self, reason: str, error_type: str) -> None:
-        self.outcome, self.settled = ("dead_letter", reason, error_type), True
+def FakeDelivery(
+    headers: Mapping[str, HeaderValue] | None = None,
+    deaths: tuple[DeathRecord, ...] = (),
+    routing_key: str = "order.placed",
+) -> RecordingDelivery:
+    """A dead letter as the order-failures route receives it."""
+    return RecordingDelivery(headers=headers, deaths=deaths, routing_key=routing_key, queue="esb.crm.order_failures")
 
 
 def test_x_death_tables_are_read_as_records() -> None:

@@ -51,11 +51,11 @@ from connectors.base import (
 )
 from connectors.consumer import envelope_consumer
 from connectors.embedded import EmbeddedTransport
-from connectors.embedded.routing import topic_matches
 from connectors.publishing import to_message
 from connectors.rabbitmq import RabbitMQTransport
 from connectors.rabbitmq.topology import queue_arguments
 from connectors.registry import create_transport, transport_class
+from connectors.topics import topic_matches
 
 WAIT = 20.0
 
