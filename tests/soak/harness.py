@@ -104,6 +104,10 @@ class SoakCounts:
     settle_timeout: float = 90.0
     stall_seconds: float = 0.0
 
+    def with_stall(self, seconds: float) -> SoakCounts:
+        """The same counts, waiting for outcomes only until none came for ``seconds`` (runs expecting a loss)."""
+        return dataclasses.replace(self, stall_seconds=seconds)
+
     @classmethod
     def pick(cls, *, ci: SoakCounts, full: SoakCounts, environ: Mapping[str, str] | None = None) -> SoakCounts:
         """``full`` under ``SOAK=1``, else ``ci``; then ``SOAK_<FIELD>`` variables override single fields."""
@@ -802,14 +806,13 @@ def rabbitmqctl(*args: str, timeout: float = 60.0) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, timeout=timeout, capture_output=True)
 
 
-@contextmanager
-def broker_stopped(outage: float) -> Iterator[None]:
-    """``rabbitmqctl stop_app`` for ``outage`` seconds, then ``start_app`` (always, in a finally) and
-    ``await_startup``. Every connection to the broker drops: run it only where nothing else uses the broker."""
+def restart_broker(outage: float) -> None:
+    """``rabbitmqctl stop_app``, ``outage`` seconds, then ``start_app`` (always, in a finally) and
+    ``await_startup``. Every connection to the broker drops: run it only where nothing else needs the broker
+    meanwhile (CI runs the tests one after the other)."""
     _say(f"broker: stop_app for {outage:.0f} s")
     rabbitmqctl("stop_app")
     try:
-        yield
         time.sleep(outage)
     finally:
         rabbitmqctl("start_app", timeout=120)
@@ -829,12 +832,12 @@ __all__ = [
     "SoakRun",
     "Stack",
     "WorkerProcess",
-    "broker_stopped",
     "check_outcomes",
     "collect",
     "erp_sales_orders",
     "place_orders_now",
     "prepare_crm",
+    "restart_broker",
     "soak_application",
     "soak_full",
     "wait_for_outcomes",

@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 
 from backoffice.erp.process import ErpServerProcess
-from tests.soak.conftest import STACKS, StackFactory, has_test_hooks
-from tests.soak.harness import CRASH_POINTS, SoakCounts, SoakRun
+from tests.soak.conftest import STACKS, StackFactory, has_test_hooks, requires_test_hooks
+from tests.soak.harness import (
+    AFTER_COMMIT,
+    AFTER_ERP_ANSWER,
+    CRASH_POINTS,
+    RELAY_AFTER_MARK,
+    SoakCounts,
+    SoakRun,
+    soak_full,
+)
 
 pytestmark = pytest.mark.soak
 
@@ -57,3 +65,43 @@ def test_kills_lose_nothing_and_double_nothing(
     assert report.problems() == [], report.summary()
     assert report.random_kills >= counts.random_kills, report.summary()
     assert report.crash_points_short() == [], report.summary()
+
+
+#: issue 8, point 6: each safeguard switched off, with the crash point that shows what it prevents, and what
+#: the check must then find
+SAFEGUARDS_OFF = [
+    # the message is acked before its effect; a kill right after the ack loses it
+    pytest.param("ack_before_commit", AFTER_COMMIT, "lost", id="ack_before_commit"),
+    # a fresh ERP idempotency key per call; a kill after the ERP answered makes the redelivery order again
+    pytest.param("no_idempotency_key", AFTER_ERP_ANSWER, "duplicates", id="no_idempotency_key"),
+    # the relay marks its rows published before it publishes them; a kill in between loses the batch
+    pytest.param("mark_before_publish", RELAY_AFTER_MARK, "lost", id="mark_before_publish"),
+]
+CI_OFF = SoakCounts(
+    orders=30, customers=6, workers=1, random_kills=0, crash_hits=1, place_seconds=6.0, stall_seconds=10.0
+)
+FULL_OFF = SoakCounts(
+    orders=100, customers=10, workers=2, random_kills=0, crash_hits=1, place_seconds=20.0, stall_seconds=40.0
+)
+
+
+@requires_test_hooks
+@pytest.mark.parametrize("kind", STACKS if soak_full() else STACKS[:1])
+@pytest.mark.parametrize(("safeguard", "crash_point", "finding"), SAFEGUARDS_OFF)
+def test_kills_are_caught_losing_or_doubling_orders_with_a_safeguard_off(
+    kind: str,
+    safeguard: str,
+    crash_point: str,
+    finding: str,
+    make_stack: StackFactory,
+    soak_erp: ErpServerProcess,
+    tmp_path: Path,
+) -> None:
+    counts = SoakCounts.pick(ci=CI_OFF, full=FULL_OFF)
+    run = SoakRun(
+        make_stack(kind), soak_erp, counts, tmp_path, crash_points=(crash_point,), safeguards_off=(safeguard,)
+    )
+    report = run.execute()
+    assert report.crash_points_short() == [], f"the crash point did not kill: {report.summary()}"
+    found = len(report.lost) if finding == "lost" else report.duplicates
+    assert found > 0, f"with {safeguard} off the check must find {finding}, and did not: {report.summary()}"
