@@ -328,6 +328,8 @@ class Fleet:
         self._rng = rng
         self.kills = 0
         self.deaths = 0  # incarnations that ended without our SIGKILL (crash points, or a crash of their own)
+        #: incarnations that ended by themselves other than by SIGKILL (a crash point's): (slot, status, log tail)
+        self.exits: list[tuple[int, int, str]] = []
         self.arming = True  # False: new incarnations get no crash points
 
     def _crash_points_for_next(self) -> str:
@@ -345,18 +347,20 @@ class Fleet:
             crash_log=self.crash_log.path,
         )
 
-    def start_all(self, timeout: float = 60.0) -> None:
+    def start_all(self) -> None:
+        """Start every slot (not waiting: orders may be placed while the workers come up)."""
         for worker in self.workers:
             self.start(worker)
-        for worker in self.workers:
-            worker.wait_running(timeout)
 
     def revive(self) -> int:
         """Start every slot whose incarnation ended; returns how many were started."""
         started = 0
         for worker in self.workers:
-            if worker.exit_status() is not None:
+            status = worker.exit_status()
+            if status is not None:
                 self.deaths += 1
+                if status != -signal.SIGKILL:
+                    self.exits.append((worker.index, status, worker.log_tail(EXCERPT_CHARS // 2)))
                 self.start(worker)
                 started += 1
         return started
@@ -492,6 +496,10 @@ class SoakReport:
     erp_number_mismatch: list[str] = field(default_factory=list)
     erp_sales_orders: int = 0
     dead_letters: int = 0
+    #: workers that ended by themselves, not by a SIGKILL (ours or a crash point's): (slot, exit status, log tail)
+    worker_exits: list[tuple[int, int, str]] = field(default_factory=list)
+    #: where the workers' logs and the crash log are
+    log_dir: Path | None = None
     random_kills: int = 0
     deaths: int = 0
     crash_hits: Counter[str] = field(default_factory=Counter)
@@ -534,6 +542,8 @@ class SoakReport:
             found.append(f"{len(self.erp_number_mismatch)} ERP numbers differ: {ids(self.erp_number_mismatch)}")
         if self.dead_letters:
             found.append(f"{self.dead_letters} messages in the dead letter queue")
+        for slot, status, tail in self.worker_exits[:3]:
+            found.append(f"worker {slot} exited by itself with status {status}: ...{tail[-300:]}")
         return found
 
     def crash_points_short(self) -> list[str]:
@@ -553,7 +563,7 @@ class SoakReport:
             f"lost {len(self.lost)}, duplicates {self.duplicates}, failed {len(self.failed)}, "
             f"wrong outcome {len(self.wrong_outcome)}, dead letters {self.dead_letters}; "
             f"placing {self.place_seconds:.1f} s, settling {self.settle_seconds:.1f} s, "
-            f"whole run {self.total_seconds:.1f} s"
+            f"whole run {self.total_seconds:.1f} s; logs in {self.log_dir}"
         )
 
 
@@ -716,7 +726,9 @@ class SoakRun:
             rng=self.rng,
         )
         self._during = during
-        self.report = SoakReport(label=f"{stack.label} seed {self.seed}", crash_wanted=dict(self.crash_plan))
+        self.report = SoakReport(
+            label=f"{stack.label} seed {self.seed}", crash_wanted=dict(self.crash_plan), log_dir=log_dir
+        )
 
     def execute(self) -> SoakReport:
         counts, fleet, report = self.counts, self.fleet, self.report
@@ -746,7 +758,7 @@ class SoakRun:
                 self._drain(app)
                 report.pids_end = fleet.pids()
                 fleet.stop_all()
-                report.random_kills, report.deaths = fleet.kills, fleet.deaths
+                report.random_kills, report.deaths, report.worker_exits = fleet.kills, fleet.deaths, fleet.exits
                 report.crash_hits = fleet.crash_log.hits()
                 collect(app, self.erp.url, report, expected)
         finally:

@@ -62,7 +62,7 @@ def test_a_crash_loop_dead_letters_nothing_that_was_not_tried(
             worker.start()
             wait_for_outcomes(app, list(expected), timeout=180, label=f"{stack.label} after {CRASHES} crashes:")
             worker.stop()
-            report = collect(app, soak_erp.url, SoakReport(label=stack.label), expected)
+            report = collect(app, soak_erp.url, SoakReport(label=stack.label, log_dir=tmp_path), expected)
     finally:
         worker.kill()
         worker.stop()
