@@ -47,8 +47,8 @@ FULL = SoakCounts(
     latency_ms=20,
     place_seconds=90.0,
     kill_gap=(2.0, 4.0),
-    chaos_timeout=400.0,
-    settle_timeout=400.0,
+    chaos_timeout=900.0,
+    settle_timeout=600.0,
 )
 
 
