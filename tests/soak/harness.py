@@ -65,6 +65,25 @@ UNKNOWN_MATERIAL = "MAT-9999"
 MATERIALS = ("MAT-1002", "MAT-1003", "MAT-1004", "MAT-1005", "MAT-1006", "MAT-1009")
 #: outbox rows a worker's relay publishes at once
 RELAY_BATCH = 20
+#: leases that decide how soon a killed worker's work passes to the others, shortened for the runs where the
+#: product has them as settings (setting path -> variable, seconds): the embedded transport's message and
+#: consumer leases (renewed while handlers run), a worker's shard leases
+SHORT_LEASES = {
+    "embedded_lease_seconds": ("ESB_EMBEDDED_LEASE_SECONDS", "3"),
+    "worker.shard_lease_seconds": ("ESB_WORKER__SHARD_LEASE_SECONDS", "3"),
+}
+
+
+def _has_setting(path: str) -> bool:
+    model: Any = EsbSettings
+    for part in path.split("."):
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return False
+        model = fields[part].annotation
+    return True
+
+
 #: characters of a log excerpt quoted in a report
 EXCERPT_CHARS = 2000
 
@@ -165,6 +184,7 @@ class Stack:
         }
         if self.rabbitmq_url is not None:
             env["ESB_RABBITMQ_URL"] = self.rabbitmq_url
+        env |= {variable: seconds for path, (variable, seconds) in SHORT_LEASES.items() if _has_setting(path)}
         env |= dict(self.extra_env)
         return env
 
