@@ -1,22 +1,27 @@
-"""The worker: one thread per route consuming its queue, one relaying the outbox, one pulling materials.
+"""The worker: one thread per route queue (shard) consuming it, one relaying the outbox, one pulling materials.
 
 Threads are supervised: a thread whose loop dies (broker gone, database locked too long) is
-restarted after a pause, so one failing endpoint does not stop the others.
+restarted after a pause, so one failing endpoint does not stop the others. A route's handlers run
+in the transport's executor (``concurrency`` per route), never in the thread that keeps the
+connection; each delivery is settled by the route's ``DeliveryPolicy`` (retry schedule, attempt
+journal, the circuit breakers of the back offices it calls).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from functools import partial
 from types import TracebackType
 
 import structlog
 
+from connectors.attempts import AttemptJournal
 from connectors.base import DeliveryHandler
-from connectors.consumer import exponential_backoff
+from connectors.breaker import Breakers
+from connectors.consumer import DeliveryPolicy
 from esb.app import Application
 from flows.material_sync import sync_materials
+from flows.routes import DeadLetterRoute, Route
 
 log = structlog.get_logger(__name__)
 
@@ -27,28 +32,55 @@ class Worker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._restart_pause = restart_pause
+        settings = app.settings.worker
+        self._journal = AttemptJournal(app.engine)
+        #: one circuit breaker per back office, shared by the routes that call it
+        self.breakers = Breakers(failures=settings.breaker_failures, interval=settings.breaker_interval)
+
+    def policy(self, route: Route | DeadLetterRoute) -> DeliveryPolicy:
+        """How ``route`` settles its deliveries here: its retry schedule (configuration first), the attempt
+        journal, the gate of the back offices it calls, and the test hooks (inactive unless a test set them)."""
+        settings = self._app.settings.worker
+        override = settings.routes.get(route.name)
+        schedule: list[float] | tuple[float, ...] | None = override.retry_schedule if override else None
+        if schedule is None:
+            schedule = settings.retry_schedule if isinstance(route, Route) else route.retry_schedule
+        hooks = self._app.hooks
+        return DeliveryPolicy(
+            retry_schedule=tuple(schedule),
+            crash_limit=settings.crash_limit,
+            journal=self._journal,
+            gate=self.breakers.gate(route.calls, self._stop),
+            checkpoint=hooks.checkpoint,
+            ack_before_work=hooks.safeguard_off("ack_before_commit"),
+            sleep_retry=hooks.safeguard_off("sleep_retry"),
+        )
+
+    def concurrency(self, route: Route | DeadLetterRoute) -> int:
+        override = self._app.settings.worker.routes.get(route.name)
+        return override.concurrency if override else 1
 
     def start(self) -> Worker:
         app = self._app
-        prefetch = app.settings.worker.prefetch
-        backoff = partial(
-            exponential_backoff, first=app.settings.worker.requeue_pause, cap=app.settings.worker.requeue_pause_max
-        )
-        consumers: list[tuple[str, str, DeliveryHandler]] = [
-            (
-                route.name,
-                app.queue_of(route),
-                route.consumer(backoff, max_body_bytes=app.settings.worker.max_message_bytes),
+        settings = app.settings.worker
+        consumers: list[tuple[str, str, DeliveryHandler, int]] = []
+        for route in app.routes:
+            handler = route.consumer(self.policy(route), max_body_bytes=settings.max_message_bytes)
+            for queue in app.topology.queue(app.queue_of(route)).queue_names:
+                consumers.append((route.name, queue, handler, self.concurrency(route)))
+        for dead_letter_route in app.dead_letter_routes:
+            handler = dead_letter_route.consumer(self.policy(dead_letter_route))
+            consumers.append(
+                (dead_letter_route.name, app.queue_of(dead_letter_route), handler, self.concurrency(dead_letter_route))
             )
-            for route in app.routes
-        ]
-        consumers += [(route.name, app.queue_of(route), route.consumer(backoff)) for route in app.dead_letter_routes]
-        for name, queue, handler in consumers:
+        for name, queue, handler, concurrency in consumers:
 
-            def consume(queue: str = queue, handler: DeliveryHandler = handler) -> None:
-                app.transport.consume(queue, handler, stop=self._stop, prefetch=prefetch)
+            def consume(queue: str = queue, handler: DeliveryHandler = handler, concurrency: int = concurrency) -> None:
+                app.transport.consume(
+                    queue, handler, stop=self._stop, prefetch=settings.prefetch, concurrency=concurrency
+                )
 
-            self._spawn(f"route:{name}", consume)
+            self._spawn(f"route:{queue}", consume)
         relay = app.outbox_relay()
         self._spawn("outbox-relay", lambda: relay.run(self._stop))
         interval = app.settings.worker.material_sync_seconds
