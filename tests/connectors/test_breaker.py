@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from canonical_model.errors import BackOfficeUnavailable, BusinessRejection
-from crm_core.db_errors import CrmUnavailable
 from connectors.breaker import Breakers, BreakerState, CircuitBreaker
+from crm_core.db_errors import CrmUnavailable
 
 
 class Clock:
