@@ -163,11 +163,18 @@ class Topology:
 
 @dataclass(frozen=True)
 class OutgoingMessage:
+    """One message to publish.
+
+    ``partition_key``: what keeps messages in order across competing consumers (the envelope's
+    subject, i.e. the customer key); ``None`` when the message has none (the message id then serves).
+    """
+
     routing_key: str
     body: bytes
     message_id: str
     headers: Mapping[str, HeaderValue] = field(default_factory=dict)
     content_type: str = "application/cloudevents+json"
+    partition_key: str | None = None
 
 
 #: how many distinct routing keys an ``Unroutable`` message names, and how many characters of each
