@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -16,7 +17,8 @@ from crm_core.db import create_db_engine, session_factory
 from crm_core.migrate import upgrade
 from crm_core.outbox import OutboxRelay, PendingEvent
 from crm_core.services import CrmService
-from esb.config import EsbSettings
+from esb.config import ConfigError, EsbSettings
+from esb.test_hooks import TestHooks
 from flows.catalogue import all_routes, dead_letter_routes
 from flows.routes import DeadLetterRoute, Route, queue_name, topology
 
@@ -32,15 +34,28 @@ def build_transport(settings: EsbSettings) -> Transport:
             retry_delay=settings.rabbitmq_retry_delay,
             socket_timeout=settings.rabbitmq_connect_timeout,
             stack_timeout=settings.rabbitmq_connect_timeout,
+            heartbeat=settings.rabbitmq_heartbeat,
+            reconnect_max_delay=settings.rabbitmq_reconnect_max_delay,
         )
     return create_transport("embedded", url=settings.embedded_url)
 
 
 class Application:
-    """One process's view of crm-esb: build once, share between the worker's threads."""
+    """One process's view of crm-esb: build once, share between the worker's threads.
 
-    def __init__(self, settings: EsbSettings) -> None:
+    ``hooks``: the test hooks (crash points, safeguards switched off) handed to every part that has
+    hook points; default: read from the environment (``esb.test_hooks``), none in production. A part
+    with hook points gets them from here by injection: ``hooks.checkpoint`` as its checkpoint,
+    ``hooks.safeguard_off(name)`` for a switch (the relay: ``outbox_relay``; routes and consumer alike).
+    Raises ``ConfigError`` (``TestHooksError``) for malformed hooks or an unknown route in
+    ``worker.routes``.
+    """
+
+    def __init__(self, settings: EsbSettings, *, hooks: TestHooks | None = None) -> None:
         self.settings = settings
+        self.hooks = hooks if hooks is not None else TestHooks.from_environ(os.environ)
+        if self.hooks.active:
+            log.warning("test hooks active: this process may kill itself on purpose", hooks=self.hooks.describe())
         assert settings.database_url is not None  # filled in by the settings validator
         self.engine = create_db_engine(settings.database_url)
         upgrade(self.engine)
@@ -50,6 +65,11 @@ class Application:
         self.erp = ErpClient(settings.erp)
         self.routes: list[Route] = all_routes(self.crm, self.erp, envelope_publisher(self.transport))
         self.dead_letter_routes: list[DeadLetterRoute] = dead_letter_routes(self.crm)
+        try:
+            settings.worker.check_route_names([r.name for r in self.routes] + [r.name for r in self.dead_letter_routes])
+        except ConfigError:
+            self.close()
+            raise
         self.topology = topology(settings.namespace, self.routes, self.dead_letter_routes)
         self.transport.declare(self.topology)
         log.info(
@@ -67,10 +87,21 @@ class Application:
 
         def publish(events: Sequence[PendingEvent]) -> None:
             transport.publish(
-                [OutgoingMessage(routing_key=e.event_type, body=e.body, message_id=e.message_id) for e in events]
+                [
+                    OutgoingMessage(
+                        routing_key=e.event_type, body=e.body, message_id=e.message_id, partition_key=e.subject
+                    )
+                    for e in events
+                ]
             )
 
-        return OutboxRelay(self.sessions, publish, batch_size=self.settings.worker.outbox_batch_size)
+        return OutboxRelay(
+            self.sessions,
+            publish,
+            batch_size=self.settings.worker.outbox_batch_size,
+            checkpoint=self.hooks.checkpoint,
+            mark_before_publish=self.hooks.safeguard_off("mark_before_publish"),
+        )
 
     def close(self) -> None:
         self.transport.close()

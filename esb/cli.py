@@ -91,7 +91,7 @@ def demo(ctx: click.Context, timeout: float) -> None:
     settings = _settings(ctx)
     try:
         exit_status = run_demo(settings, timeout=timeout)
-    except (DemoCannotRun, EsbError) as exc:  # what is wrong and how to fix it, or the broker at start
+    except (DemoCannotRun, EsbError, ConfigError) as exc:  # what is wrong and how to fix it, or the broker at start
         raise OneLineError(str(exc)) from exc
     except ErpServerError as exc:  # e.g. its data file is damaged: its own last words say why
         said = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -115,7 +115,7 @@ def worker(ctx: click.Context) -> None:
     settings = _settings(ctx)
     try:
         app = Application(settings)
-    except EsbError as exc:  # e.g. the broker unreachable or refusing the password: one line, exit 1
+    except (EsbError, ConfigError) as exc:  # e.g. the broker refusing the password, an unknown route: one line
         raise OneLineError(str(exc)) from exc
     with app:
         try:
