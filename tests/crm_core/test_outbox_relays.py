@@ -87,9 +87,7 @@ def write_events(sessions: sessionmaker[Session], count: int, subjects: int, *, 
 
 def publisher(transport: Transport) -> Publisher:
     def publish(events: Sequence[PendingEvent]) -> None:
-        transport.publish(
-            [OutgoingMessage(e.event_type, e.body, e.message_id, partition_key=e.subject) for e in events]
-        )
+        transport.publish([OutgoingMessage(e.event_type, e.body, e.message_id) for e in events])
 
     return publish
 
