@@ -143,8 +143,8 @@ def test_two_relays_keep_each_subjects_order_and_publish_each_row_once(
     request: pytest.FixtureRequest, tmp_path: Path, unique_name: str, transport_kind: str, database_kind: str
 ) -> None:
     """2,000 events of 50 subjects through two relays (each its own engine and transport, as two worker
-    processes have): every event arrives once, and each subject's in the order written. Small batches,
-    so that the relays contend for the turn about 100 times."""
+    processes have): every event arrives once, and each subject's in the order written. Batches of 50,
+    one event of each subject each, so that a batch overtaking another reorders every subject."""
     url = _database(request, database_kind, tmp_path)
     envelopes = write_events(_sessions(url), 2000, 50)
     transports = [_transport(request, transport_kind, tmp_path) for _ in range(2)]
@@ -152,7 +152,7 @@ def test_two_relays_keep_each_subjects_order_and_publish_each_row_once(
     transports[0].declare(topology)
     for transport in transports[1:]:
         transport.declare(topology)
-    relays = [OutboxRelay(_sessions(url), publisher(t), batch_size=20) for t in transports]
+    relays = [OutboxRelay(_sessions(url), publisher(t), batch_size=50) for t in transports]
     try:
         with running(relays, idle_interval=0.01):
             wait_for(lambda: relays[0].pending() == 0, "the relays to publish every row")
