@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from types import TracebackType
 
 import structlog
@@ -18,8 +19,10 @@ from crm_core.migrate import upgrade
 from crm_core.outbox import OutboxRelay, PendingEvent
 from crm_core.services import CrmService
 from esb.config import ConfigError, EsbSettings
+from esb.material_schedule import MaterialSyncSchedule
 from esb.test_hooks import TestHooks
 from flows.catalogue import all_routes, dead_letter_routes
+from flows.material_sync import sync_materials
 from flows.routes import DeadLetterRoute, Route, queue_name, topology
 
 log = structlog.get_logger(__name__)
@@ -63,6 +66,10 @@ class Application:
         self.crm = CrmService(self.sessions)
         self.transport = build_transport(settings)
         self.erp = ErpClient(settings.erp)
+        #: the material master pull: the first at start (by the command), then the worker's thread
+        self.material_sync = MaterialSyncSchedule(
+            partial(sync_materials, self.crm, self.erp), interval=settings.worker.material_sync_seconds
+        )
         self.routes: list[Route] = all_routes(self.crm, self.erp, envelope_publisher(self.transport))
         self.dead_letter_routes: list[DeadLetterRoute] = dead_letter_routes(self.crm)
         try:

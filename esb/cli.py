@@ -110,7 +110,6 @@ def worker(ctx: click.Context) -> None:
     """Run the routes, the outbox relay and the material sync until interrupted."""
     from esb.app import Application
     from esb.worker import Worker
-    from flows.material_sync import sync_materials
 
     settings = _settings(ctx)
     try:
@@ -119,9 +118,9 @@ def worker(ctx: click.Context) -> None:
         raise OneLineError(str(exc)) from exc
     with app:
         try:
-            status(f"material master: {sync_materials(app.crm, app.erp)}")
-        except Exception as exc:  # the worker still starts; the periodic sync retries
-            status(f"material sync failed, will retry: {exc}")
+            status(f"material master: {app.material_sync.run_once()}")
+        except Exception as exc:  # the worker still starts; its material thread retries soon
+            status(f"material sync failed, will retry in {app.material_sync.next_wait():g} s: {str(exc)[:300]}")
         running = Worker(app).start()
 
         def stop(signum: int, frame: FrameType | None) -> None:

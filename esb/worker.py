@@ -16,7 +16,6 @@ import structlog
 from connectors.base import DeliveryHandler
 from connectors.consumer import exponential_backoff
 from esb.app import Application
-from flows.material_sync import sync_materials
 
 log = structlog.get_logger(__name__)
 
@@ -58,23 +57,9 @@ class Worker:
         return self
 
     def _sync_materials_every(self, interval: float) -> None:
-        # The first pull is the caller's (esb worker / esb demo do it before starting), so wait first.
-        while not self._stop.wait(interval):
-            try:
-                result = sync_materials(self._app.crm, self._app.erp)
-            except Exception as exc:  # the ERP being down must not stop the worker
-                log.warning("material sync failed", error=str(exc))
-                continue
-            if result.rejected:
-                # each record was logged with its key and reason; CrmService.sync_rejects() lists them
-                log.warning(
-                    "material sync kept records aside",
-                    written=result.written,
-                    rejected=result.rejected,
-                    recovered=result.recovered,
-                )
-            else:
-                log.info("material sync done", written=result.written, recovered=result.recovered)
+        # The first pull is the caller's (esb worker / esb demo do it before starting): this waits first,
+        # the interval after a success, 1 s doubling to 60 s after a failure (esb/material_schedule.py).
+        self._app.material_sync.run(self._stop)
 
     def _spawn(self, name: str, loop: Callable[[], None]) -> None:
         def supervised() -> None:
