@@ -4,10 +4,13 @@ change record (KUNNR, VERSION, message id) is the proof. On the embedded transpo
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
@@ -28,6 +31,18 @@ ADDRESS = {"street": "Hauptstr. 1", "city": "Berlin", "postal_code": "10115", "c
 
 def _new_customer(name: str) -> NewCustomer:
     return NewCustomer.model_validate({"name": name, "credit_limit": "50000", "addresses": [ADDRESS]})
+
+
+@contextmanager
+def _info_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """``capture_logs`` at INFO whatever level an earlier test configured (its filter drops INFO first)."""
+    wrapper = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(wrapper_class=wrapper)
 
 
 def _wait(condition: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
@@ -64,7 +79,7 @@ def test_versions_reach_the_erp_in_order_and_stale_or_replayed_ones_change_nothi
     for step in range(2, 5):
         app.crm.update_customer(customer.id, {"name": f"Versions {step} GmbH", "credit_limit": f"{step}000"})
     sent = {e.data["version"]: e for e in _outbox_events(app, customer.id)}
-    with capture_logs() as logs, Worker(app):
+    with _info_logs() as logs, Worker(app):
         kunnr = _kunnr(app, customer.id)
         assert _applied(erp_server, kunnr, 4) == [1, 2, 3, 4]
         changes = erp_server.customer_changes(kunnr)
