@@ -212,18 +212,20 @@ class ErpApp:
                 self.stats.count_injected("poison")
                 text = f"injected failure of a poison request (admin/faults fault_keys: {soap.clip(poison, 40)})"
                 raise ErpFault(faults.INJECTED_FAULT, text, server=True)
-            self._hold_maybe(envelope.operation)
-            if self.misbehaviour.inject_malformed():
+            chosen = self.misbehaviour.applies_to(envelope.operation)
+            if chosen:
+                self._hold_maybe(envelope.operation)
+            if chosen and self.misbehaviour.inject_malformed():
                 self.stats.count_injected("malformed")
                 return Reply(200, _cut_short(envelope.operation), soap.CONTENT_TYPE)
-            if self.misbehaviour.inject_fault():
+            if chosen and self.misbehaviour.inject_fault():
                 self.stats.count_injected("fault")
                 raise ErpFault(faults.INJECTED_FAULT, "injected failure (admin/faults fault_rate)", server=True)
             operation, request = soap.parse_request(self.contract, envelope)
             result = self.service.call(operation, request)
             amend = functools.partial(self.wrong_answers.apply, operation)
             reply = Reply(200, soap.response(self.contract, operation, result, amend), soap.CONTENT_TYPE)
-            if operation in LATE_OPERATIONS and self.misbehaviour.inject_late_answer():
+            if chosen and operation in LATE_OPERATIONS and self.misbehaviour.inject_late_answer():
                 self.stats.count_injected("late")
                 late_ms = self.misbehaviour.settings.late_answer_ms
                 log.info("answer held after the commit (injected late answer)", operation=operation, ms=late_ms)

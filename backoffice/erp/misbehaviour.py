@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -16,6 +17,7 @@ MAX_HOLD_MS = 300_000
 MAX_LATENCY_MS = 300_000
 MAX_FAULT_KEYS = 100
 MAX_FAULT_KEY_CHARS = 200
+MAX_FAULT_OPERATIONS = 30
 #: the kinds of injected misbehaviour counted in ``Stats.snapshot()["injected"]``
 INJECTED_KINDS = ("fault", "timeout", "malformed", "late", "poison")
 #: operations a late answer applies to: writes a client may safely repeat (idempotent)
@@ -36,6 +38,9 @@ class FaultSettings:
     - ``malformed_rate`` (0..1): HTTP 200 with a body that is not well-formed XML (a SOAP answer cut
       short); nothing is committed;
     - ``fault_rate`` (0..1): a ``soap:Server`` fault (``INJECTED_FAULT``); nothing is committed;
+    - ``fault_operations`` (at most 30 operation names; ``[]``: every operation): the rates above and
+      below apply to these operations only (e.g. ``["UpdateCustomer"]``); latency, outage and
+      ``fault_keys`` apply to all;
     - ``late_answer_rate`` (0..1), the idempotent writes only (``LATE_OPERATIONS``: CreateSalesOrder,
       CreateCustomer, UpdateCustomer): the operation runs and commits, and its answer is sent
       ``late_answer_ms`` (0..300,000, default 15,000: past the ERP client's 10 s deadline) later.
@@ -52,6 +57,7 @@ class FaultSettings:
     late_answer_rate: float = 0.0
     late_answer_ms: int = 15_000
     fault_keys: tuple[str, ...] = ()
+    fault_operations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in _RATES:
@@ -69,17 +75,20 @@ class FaultSettings:
             raise ValueError(f"fault_keys: at most {MAX_FAULT_KEYS} keys")
         if not all(isinstance(k, str) and 1 <= len(k) <= MAX_FAULT_KEY_CHARS for k in self.fault_keys):
             raise ValueError(f"fault_keys: each key is a string of 1 to {MAX_FAULT_KEY_CHARS} characters")
+        if len(self.fault_operations) > MAX_FAULT_OPERATIONS:
+            raise ValueError(f"fault_operations: at most {MAX_FAULT_OPERATIONS} operations")
 
     def as_json(self) -> dict[str, Any]:
         values = asdict(self)
         values["fault_keys"] = list(self.fault_keys)
+        values["fault_operations"] = list(self.fault_operations)
         return values
 
 
 def _has_type(key: str, value: object) -> bool:
     if key == "outage":
         return isinstance(value, bool)
-    if key == "fault_keys":
+    if key in ("fault_keys", "fault_operations"):
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
     if isinstance(value, bool):  # bool is an int in Python, but not a rate or a latency
         return False
@@ -87,8 +96,10 @@ def _has_type(key: str, value: object) -> bool:
 
 
 class Misbehaviour:
-    def __init__(self, settings: FaultSettings | None = None) -> None:
+    def __init__(self, settings: FaultSettings | None = None, *, operations: Iterable[str] = ()) -> None:
+        """``operations``: the names ``fault_operations`` may use (any, when empty)."""
         self._settings = settings or FaultSettings()
+        self._operations = frozenset(operations)
         self._lock = threading.Lock()
         self._random = random.Random()
 
@@ -108,6 +119,12 @@ class Misbehaviour:
                 raise ValueError(f"{key} has the wrong type: {str(value)[:80]!r}")
         if len(changes.get("fault_keys", ())) > MAX_FAULT_KEYS:
             raise ValueError(f"fault_keys: at most {MAX_FAULT_KEYS} keys")
+        if len(changes.get("fault_operations", ())) > MAX_FAULT_OPERATIONS:
+            raise ValueError(f"fault_operations: at most {MAX_FAULT_OPERATIONS} operations")
+        unknown_operations = sorted(set(changes.get("fault_operations", ())) - self._operations)
+        if self._operations and unknown_operations:
+            shown = ", ".join(name[:40] for name in unknown_operations[:5])
+            raise ValueError(f"fault_operations: unknown operations: {shown}")
         merged = {**current, **changes}
         values: dict[str, Any] = {}
         for spec in fields(FaultSettings):
@@ -116,13 +133,18 @@ class Misbehaviour:
                 value = float(value)
             elif spec.name in _DURATIONS:
                 value = int(value)
-            elif spec.name == "fault_keys":
+            elif spec.name in ("fault_keys", "fault_operations"):
                 value = tuple(value)
             values[spec.name] = value
         settings = FaultSettings(**values)
         with self._lock:
             self._settings = settings
         return settings
+
+    def applies_to(self, operation: str | None) -> bool:
+        """Whether the injected rates apply to ``operation`` (``fault_operations``, empty: all)."""
+        chosen = self._settings.fault_operations
+        return not chosen or operation in chosen
 
     def _roll(self, rate: float) -> bool:
         if rate <= 0.0:

@@ -194,6 +194,7 @@ class ErpServerProcess:
         late_answer_rate: float | None = None,
         late_answer_ms: int | None = None,
         fault_keys: Sequence[str] | None = None,
+        fault_operations: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Change the injected misbehaviour (arguments left out keep their values); returns the new setting.
 
@@ -210,6 +211,7 @@ class ErpServerProcess:
             "late_answer_rate": late_answer_rate,
             "late_answer_ms": late_answer_ms,
             "fault_keys": None if fault_keys is None else list(fault_keys),
+            "fault_operations": None if fault_operations is None else list(fault_operations),
         }
         return self._admin_call("POST", "/admin/faults", json={k: v for k, v in given.items() if v is not None})
 

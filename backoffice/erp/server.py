@@ -61,10 +61,11 @@ def build_app(options: ServerOptions) -> ErpApp:
         added = seed_materials(engine)
         log.info("seeded", materials=added, new_database=new)
     credentials = (options.user, options.password or "") if options.user else None
+    contract = Contract()
     return ErpApp(
-        Contract(),
+        contract,
         ErpService(ErpDatabase(engine)),
-        misbehaviour=Misbehaviour(options.faults),
+        misbehaviour=Misbehaviour(options.faults, operations=contract.operations),
         credentials=credentials,
         limits=options.limits,
         # a request held by an injected timeout takes a thread: half of them stay free for the others

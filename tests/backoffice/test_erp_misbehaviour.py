@@ -24,6 +24,7 @@ NO_FAULTS: dict[str, Any] = {
     "malformed_rate": 0.0,
     "late_answer_rate": 0.0,
     "fault_keys": [],
+    "fault_operations": [],
 }
 
 
@@ -74,6 +75,9 @@ def _created(erp: ErpServerProcess, extref: str) -> bool:
         ({"fault_keys": ["x" * 201]}, "each key is a string of 1 to 200"),
         ({"fault_keys": [f"k{i}" for i in range(101)]}, "at most 100 keys"),
         ({"timeout_seconds": 1}, "unknown settings: timeout_seconds"),
+        ({"fault_operations": ["CreateCustomr"]}, "fault_operations: unknown operations: CreateCustomr"),
+        ({"fault_operations": "UpdateCustomer"}, "fault_operations has the wrong type"),
+        ({"fault_operations": ["UpdateCustomer"] * 31}, "at most 30 operations"),
     ],
 )
 def test_settings_are_bounded_and_checked(erp: ErpServerProcess, changes: dict[str, Any], says: str) -> None:
@@ -167,3 +171,15 @@ def test_the_erp_serves_again_after_the_misbehaviour_stops(erp: ErpServerProcess
         _post(erp, _create("DROPPED-2"))
     erp.set_faults(timeout_rate=0.0, malformed_rate=0.0)
     assert _created(erp, "DROPPED-2")
+
+
+def test_the_rates_apply_to_the_chosen_operations_only(erp: ErpServerProcess) -> None:
+    erp.set_faults(fault_rate=1.0, malformed_rate=0.0, fault_operations=["UpdateCustomer"])
+    assert _created(erp, "CHOSEN-1"), "CreateCustomer is not among the chosen operations"
+    kunnr = _post(erp, _create("CHOSEN-1")).text.split("<KUNNR>")[1].split("</KUNNR>")[0]
+    customer = f"<CUSTOMER><KUNNR>{kunnr}</KUNNR><NAME1>Chosen</NAME1><LAND1>DEU</LAND1></CUSTOMER>"
+    update = ENVELOPE.format(f"<erp:UpdateCustomer>{customer}</erp:UpdateCustomer>")
+    assert _post(erp, update).status_code == 500
+    assert erp.injected()["fault"] == 1
+    erp.set_faults(fault_operations=[])
+    assert _post(erp, _create("CHOSEN-2")).status_code == 500  # every operation again
