@@ -14,10 +14,12 @@ next to the dead letter queue. Their own dead letter exchange is the topology's
 subscriber cannot handle ends in the dead letter queue instead of looping back into the subscriber.
 
 Delayed retry (``Delivery.retry``): a headers exchange ``retry_exchange`` and one quorum queue per
-delay of ``retry_delays`` (``Topology.retry_queue``), bound with ``x-match: all`` on
-``HEADER_RETRY_DELAY`` = the delay in milliseconds. A step queue has that delay as its message TTL
-and dead-letters (at least once) to the default exchange, with the routing key the copy was
-published with: the name of the queue the message came from, so it goes straight back there.
+delay of ``retry_delays`` (``Topology.retry_queue``), bound with ``x-match: all-with-x`` on
+``HEADER_RETRY_DELAY`` = the delay in milliseconds (with plain ``all`` a headers exchange ignores every
+binding argument that starts with ``x-``: each step would match every copy; seen here on 3.10.8).
+A step queue has that delay as its message TTL and dead-letters (at least once) to the default
+exchange, with the routing key the copy was published with: the name of the queue the message came
+from, so it goes straight back there.
 Per-message TTL would expire only at the head of one shared queue: hence one queue per step.
 
 Shards (``spec.shards`` > 1): a consistent-hash exchange ``<name>.shards`` hashing the header
@@ -87,7 +89,8 @@ def retry_queue_arguments(milliseconds: int) -> dict[str, Any]:
 
 def retry_binding(milliseconds: int) -> dict[str, Any]:
     """The headers-exchange binding arguments of the retry step of ``milliseconds``."""
-    return {"x-match": "all", HEADER_RETRY_DELAY: milliseconds}
+    # "all-with-x": plain "all" leaves x- arguments out of the match, and the header is x-esb-retry-delay
+    return {"x-match": "all-with-x", HEADER_RETRY_DELAY: milliseconds}
 
 
 def shard_exchange(spec: QueueSpec) -> str:

@@ -1,0 +1,111 @@
+"""Helpers of the RabbitMQ transport's tests (real broker): topologies in a namespace of their own,
+consumers in threads, and the broker's own tools to find and close our connections.
+
+No helper measures time: waits have generous limits only so that a broken transport fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from connectors.base import DeliveryHandler, OutgoingMessage, QueueSpec, Topology
+from connectors.rabbitmq import RabbitMQTransport
+
+WAIT = 20.0
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+def topology_of(namespace: str, *queues: QueueSpec, retry_delays: tuple[float, ...] = ()) -> Topology:
+    """A topology whose exchanges and dead letter queue are in ``namespace``."""
+    return Topology(
+        queues=queues,
+        exchange=f"{namespace}.events",
+        dead_letter_exchange=f"{namespace}.dlx",
+        dead_letter_queue=f"{namespace}.dead_letter",
+        retry_delays=retry_delays,
+        retry_exchange=f"{namespace}.retry",
+    )
+
+
+def message(routing_key: str, body: bytes, message_id: str, partition_key: str | None = None) -> OutgoingMessage:
+    return OutgoingMessage(routing_key=routing_key, body=body, message_id=message_id, partition_key=partition_key)
+
+
+@contextmanager
+def declared(transport: RabbitMQTransport, topology: Topology) -> Iterator[Topology]:
+    transport.declare(topology)
+    try:
+        yield topology
+    finally:
+        transport.delete(topology)
+
+
+@contextmanager
+def consuming(
+    transport: RabbitMQTransport,
+    queue: str,
+    handler: DeliveryHandler,
+    *,
+    prefetch: int = 20,
+    concurrency: int = 1,
+    stop: threading.Event | None = None,
+) -> Iterator[threading.Event]:
+    """Consume ``queue`` in a thread for the duration of the block; the thread must end on stop."""
+    stop = stop or threading.Event()
+    thread = threading.Thread(
+        target=transport.consume,
+        args=(queue, handler),
+        kwargs={"stop": stop, "prefetch": prefetch, "concurrency": concurrency},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(WAIT + 35)
+        assert not thread.is_alive(), "consume did not return after stop was set"
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Output of ``rabbitmqctl``; the test skips where it cannot be run (not installed, no access)."""
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed")
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"rabbitmqctl {args[0]} failed: {done.stderr.strip()[:300]}")
+    return done.stdout
+
+
+def connections(name_prefix: str) -> dict[str, str]:
+    """Our connections on the broker whose connection name starts with ``name_prefix``: pid -> name."""
+    listed = json.loads(rabbitmqctl("list_connections", "pid", "client_properties", "--formatter", "json", "-q"))
+    found: dict[str, str] = {}
+    for connection in listed:
+        for key, _kind, value in connection.get("client_properties") or []:
+            if key == "connection_name" and isinstance(value, str) and value.startswith(name_prefix):
+                found[connection["pid"].removeprefix("#PID")] = value
+    return found
+
+
+def close_connections(name_prefix: str) -> int:
+    """Make the broker close our connections named ``name_prefix...`` (only ours: the broker is shared)."""
+    found = connections(name_prefix)
+    for pid in found:
+        rabbitmqctl("close_connection", pid, "closed by a test")
+    return len(found)
