@@ -238,6 +238,7 @@ class RabbitMQTransport(Transport):
             channel.basic_qos(prefetch_count=prefetch)
             session = Session(connection, channel, queue, timeout=self._settle_timeout)
             current = session
+            held: list[RabbitMQDelivery] = []
 
             def on_message(channel: Any, method: Any, properties: Any, body: bytes) -> None:
                 # pika hands over messages it had buffered even when their connection is already gone
@@ -261,8 +262,7 @@ class RabbitMQTransport(Transport):
                     channel.basic_reject(method.delivery_tag, requeue=False)
                     return
                 if stop.is_set():
-                    with suppress(TransportError):
-                        delivery.return_unprocessed()
+                    held.append(delivery)  # given back unprocessed once the consumer is cancelled (_wind_down)
                     return
                 executor.submit(current, delivery)
 
@@ -277,7 +277,7 @@ class RabbitMQTransport(Transport):
                     raise TransportError(
                         f"consumer of {queue} was closed or cancelled by the broker", system="rabbitmq"
                     )
-            self._wind_down(session, executor, tag)
+            self._wind_down(session, executor, tag, held)
         except BaseException as exc:
             if session is not None:
                 session.close(f"consumer connection lost ({type(exc).__name__})")
@@ -292,13 +292,25 @@ class RabbitMQTransport(Transport):
                 if connection.is_open:
                     connection.close()
 
-    def _wind_down(self, session: Session, executor: Executor, tag: str) -> None:
-        """Stop set: no new deliveries (pika rejects, requeued, what it still buffers), unstarted ones given
-        back unprocessed, running handlers waited for (at most ``stop_timeout``) while their settles pass."""
+    def _wind_down(self, session: Session, executor: Executor, tag: str, held: list[RabbitMQDelivery]) -> None:
+        """Stop set: the consumer is cancelled (pika gives back, requeued, what it still buffers), unstarted
+        deliveries are given back unprocessed (nack, requeue: from RabbitMQ 4.3 not counted as a delivery),
+        running handlers get at most ``stop_timeout`` seconds (their settles still pass); then the caller
+        closes the connection.
+
+        On a single-active-consumer quorum queue (RabbitMQ 3.10.8, seen here) the next consumer becomes
+        active at the cancel, and the messages given back reach it *after* the ones that were still ready
+        (held 0, 1; ready 2, 3, 4: it gets 2, 3, 4, 0, 1), whether given back by nack, by cancel or by
+        closing the connection (a killed worker). The order per key across a change of consumer is kept by
+        the consumer's version check, not by the queue.
+        """
         session.channel.basic_cancel(tag)
-        for delivery in executor.withdraw(session):
+        unstarted = [*executor.withdraw(session), *held]
+        for delivery in unstarted:
             with suppress(TransportError):
                 delivery.return_unprocessed()
+        if unstarted:
+            log.info("stopping: unstarted deliveries given back", queue=session.queue, count=len(unstarted))
         deadline = time.monotonic() + self._stop_timeout
         while executor.running(session) and time.monotonic() < deadline:
             session.connection.process_data_events(time_limit=self._poll_interval)

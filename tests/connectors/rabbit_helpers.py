@@ -6,13 +6,14 @@ No helper measures time: waits have generous limits only so that a broken transp
 
 from __future__ import annotations
 
-import json
+import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pytest
 
@@ -93,19 +94,85 @@ def rabbitmqctl(*args: str) -> str:
 
 
 def connections(name_prefix: str) -> dict[str, str]:
-    """Our connections on the broker whose connection name starts with ``name_prefix``: pid -> name."""
-    listed = json.loads(rabbitmqctl("list_connections", "pid", "client_properties", "--formatter", "json", "-q"))
+    """Our connections on the broker whose connection name starts with ``name_prefix``: pid -> name (the
+    pid as ``close_connection`` takes it: the JSON listing gives another form, which it refuses)."""
     found: dict[str, str] = {}
-    for connection in listed:
-        for key, _kind, value in connection.get("client_properties") or []:
-            if key == "connection_name" and isinstance(value, str) and value.startswith(name_prefix):
-                found[connection["pid"].removeprefix("#PID")] = value
+    for line in rabbitmqctl("list_connections", "pid", "client_properties", "-q").splitlines():
+        pid, _, properties = line.partition("\t")
+        named = re.search(r'\{"connection_name","((?:[^"\\]|\\.)*)"\}', properties)
+        if named and named.group(1).startswith(name_prefix):
+            found[pid.strip()] = named.group(1)
     return found
 
 
 def close_connections(name_prefix: str) -> int:
     """Make the broker close our connections named ``name_prefix...`` (only ours: the broker is shared)."""
-    found = connections(name_prefix)
-    for pid in found:
-        rabbitmqctl("close_connection", pid, "closed by a test")
-    return len(found)
+    closed = 0
+    for pid in connections(name_prefix):
+        done = subprocess.run(
+            ["rabbitmqctl", "close_connection", pid, "closed by a test"], capture_output=True, text=True, timeout=60
+        )
+        # it may answer 69 ("Error:") although the connection is closed: the broker's list says
+        if done.returncode == 0 or pid not in connections(name_prefix):
+            closed += 1
+        else:
+            print(f"rabbitmqctl close_connection {pid}: {done.returncode} {done.stdout[:300]} {done.stderr[:300]}")
+    return closed
+
+
+class RefusingProxy:
+    """A TCP proxy to the broker that a test turns "down": its connections are cut and new ones are closed
+    at once (as a broker that is not listening would refuse them), until it is turned up again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._upstream = (host, port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._lock = threading.Lock()
+        self._refusing = False
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def refuse(self, refusing: bool) -> None:
+        with self._lock:
+            self._refusing = refusing
+            pairs, self._pairs = (self._pairs, []) if refusing else ([], self._pairs)
+        for pair in pairs:
+            for sock in pair:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            with self._lock:
+                refusing = self._refusing
+            if refusing:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self._upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.append((client, upstream))
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        for sock in (source, target):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._server.close()
+        self.refuse(True)
