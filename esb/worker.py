@@ -73,7 +73,7 @@ class Worker:
             consumers.append(
                 (dead_letter_route.name, app.queue_of(dead_letter_route), handler, self.concurrency(dead_letter_route))
             )
-        for name, queue, handler, concurrency in consumers:
+        for _name, queue, handler, concurrency in consumers:
 
             def consume(queue: str = queue, handler: DeliveryHandler = handler, concurrency: int = concurrency) -> None:
                 app.transport.consume(

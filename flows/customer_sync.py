@@ -30,6 +30,7 @@ def customer_to_erp_route(crm: CrmService, erp: ErpClient) -> Route:
         bindings=(events.CUSTOMER_CREATED,),
         handler=CustomerToErp(crm, erp),
         description="CRM customer.created -> ERP CreateCustomer; cross-reference the ERP number",
+        calls=("erp",),
     )
 
 

@@ -96,9 +96,9 @@ def order_failures_route(crm: CrmService) -> DeadLetterRoute:
 
 
 __all__ = [
-    "RETRY_SCHEDULE",
     "MAX_BODY_BYTES",
     "ORDER_ID_FIELD",
+    "RETRY_SCHEDULE",
     "OrderFailuresToCrm",
     "order_failures_route",
     "order_id_of",
