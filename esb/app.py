@@ -50,7 +50,9 @@ class Application:
         self.erp = ErpClient(settings.erp)
         self.routes: list[Route] = all_routes(self.crm, self.erp, envelope_publisher(self.transport))
         self.dead_letter_routes: list[DeadLetterRoute] = dead_letter_routes(self.crm)
-        self.topology = topology(settings.namespace, self.routes, self.dead_letter_routes)
+        self.topology = topology(
+            settings.namespace, self.routes, self.dead_letter_routes, shards=settings.worker.shards
+        )
         self.transport.declare(self.topology)
         log.info(
             "application ready",

@@ -50,6 +50,12 @@ class WorkerSettings(BaseModel):
     requeue_pause_max: float = Field(default=8.0, ge=0, le=60)
     #: bytes of a message body a route parses at all; a larger one is dead-lettered unparsed
     max_message_bytes: int = Field(default=MAX_BODY_BYTES, ge=64 * 1024, le=128 * 1024 * 1024)
+    #: queues per route (``<queue>.0`` .. ``<queue>.<n-1>``, one customer's events always in the same one); the
+    #: worker processes share them through leases in the CRM database (esb/shards.py); 1: one queue per route
+    shards: int = Field(default=1, ge=1, le=64)
+    #: seconds a worker's lease on its shards lasts unless renewed (every third of it): a dead worker's shards
+    #: move to the others after this, and a worker that cannot reach the database stops at three quarters of it
+    shard_lease_seconds: float = Field(default=10.0, ge=1, le=600)
 
 
 class EsbSettings(BaseSettings):
