@@ -345,8 +345,10 @@ class ShardLeases:
                     next_round = self._clock()  # release them right after their consumers stopped
                 self._publish(outcome.owned, on_change)
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
             self._publish(frozenset(), on_change)
+            if pending is not None:  # a round under way would take or renew leases after release_all
+                wait_for([pending], timeout=self.lease_seconds)
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 __all__ = ["OWNER_MAX", "SHARDS_MAX", "ShardLeases", "fair_share", "metadata", "shard_leases", "workers"]
