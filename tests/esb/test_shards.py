@@ -24,6 +24,8 @@ from crm_core.db import create_db_engine
 from esb.shards import ShardLeases, fair_share, metadata, shard_leases
 
 LEASE = 1.0
+#: seconds the consumers of a lost shard take to stop
+STOPPING = 0.15
 #: seconds a wait may take before the test fails (a bound, not a measurement)
 BOUND = 20.0
 
@@ -37,7 +39,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @dataclass
 class Holders:
-    """What each owner's consumers would be consuming, from its ``on_change`` calls."""
+    """What each owner's consumers would be consuming, from its ``on_change`` calls (a lost shard is let go
+    ``STOPPING`` seconds after the call began, as a consumer finishing its handler would)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     held: dict[int, str] = field(default_factory=dict)
@@ -51,8 +54,12 @@ class Holders:
                 if owner in self.dead:  # a crashed process calls nothing
                     return
                 before = {shard for shard, holder in self.held.items() if holder == owner}
+            if before - owned:  # consumers take a moment to stop (a handler finishing), as in the worker
+                time.sleep(STOPPING)
+            with self.lock:
                 for shard in before - owned:
-                    del self.held[shard]
+                    if self.held.get(shard) == owner:
+                        del self.held[shard]
                 for shard in sorted(owned - before):
                     if shard in self.held:
                         self.violations.append(f"{owner} gained shard {shard} while {self.held[shard]} held it")
