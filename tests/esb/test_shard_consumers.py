@@ -80,7 +80,9 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path, unique_name: str) -> S
     )
     if request.param == "rabbitmq+postgresql":
         url = str(request.getfixturevalue("rabbitmq_url"))
-        return Setup(topology, lambda: RabbitMQTransport(url, reconnect_delay=0.1), request.getfixturevalue("postgres_url"))
+        return Setup(
+            topology, lambda: RabbitMQTransport(url, reconnect_delay=0.1), request.getfixturevalue("postgres_url")
+        )
     queue_db = f"sqlite:///{tmp_path / 'queue.db'}"
     return Setup(topology, lambda: EmbeddedTransport(queue_db, poll_interval=0.02), f"sqlite:///{tmp_path / 'crm.db'}")
 
