@@ -11,8 +11,10 @@ The ack decision is not made here: see ``connectors.consumer``.
 from __future__ import annotations
 
 import threading
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -33,6 +35,16 @@ HEADER_ERROR_TYPE = "x-esb-error-type"
 HEADER_FAILED_QUEUE = "x-esb-failed-queue"
 HEADER_FAILED_AT = "x-esb-failed-at"
 HEADER_ORIGINAL_ROUTING_KEY = "x-esb-original-routing-key"
+
+#: headers of a delayed retry (``Delivery.retry``): how many tries failed transiently before, the last error
+HEADER_ATTEMPTS = "x-esb-attempts"
+HEADER_LAST_ERROR = "x-esb-last-error"
+#: RabbitMQ: the header the retry exchange routes on (the delay step, in milliseconds)
+HEADER_RETRY_DELAY = "x-esb-retry-delay"
+#: the key that keeps a customer's events on one shard (the envelope's subject, else its message id)
+HEADER_PARTITION_KEY = "x-esb-partition-key"
+#: attempts above this in a header are no count of ours (a publisher's junk): read as this
+ATTEMPTS_MAX = 1000
 
 #: the reason a transport gives when a message was delivered more often than its queue's delivery limit
 DELIVERY_LIMIT_EXCEEDED = "delivery limit exceeded"
@@ -124,13 +136,58 @@ def fit_headers(
     return headers
 
 
+def read_attempts(headers: Mapping[str, HeaderValue]) -> int:
+    """Transient failures before this delivery, from ``HEADER_ATTEMPTS``: 0 when absent or not a count
+    (a publisher's ``"abc"`` or ``-3``), at most ``ATTEMPTS_MAX``."""
+    value = headers.get(HEADER_ATTEMPTS)
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, str) and value.isdigit() and len(value) <= 6:
+        value = int(value)
+    if isinstance(value, int) and value > 0:
+        return min(value, ATTEMPTS_MAX)
+    return 0
+
+
+def retry_headers(headers: Mapping[str, HeaderValue], *, attempts: int, last_error: str) -> dict[str, HeaderValue]:
+    """The headers of a message's retry copy: its own (``headers``) with the attempt count and the last
+    error (at most ``LAST_ERROR_MAX`` characters) replaced."""
+    return {
+        **{k: v for k, v in headers.items() if k not in (HEADER_ATTEMPTS, HEADER_LAST_ERROR)},
+        HEADER_ATTEMPTS: attempts,
+        HEADER_LAST_ERROR: _text(last_error, LAST_ERROR_MAX),
+    }
+
+
+def shard_of(key: str, shards: int) -> int:
+    """The shard (0 .. ``shards`` - 1) that ``key`` belongs to on the embedded transport: stable across
+    processes and versions (CRC-32 of its UTF-8 bytes; RabbitMQ's consistent-hash exchange uses its own)."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % shards if shards > 1 else 0
+
+
 @dataclass(frozen=True)
 class QueueSpec:
-    """One route's queue and the routing-key patterns (topic syntax: ``*`` one word, ``#`` any) bound to it."""
+    """One route's queue and the routing-key patterns (topic syntax: ``*`` one word, ``#`` any) bound to it.
+
+    ``delivery_limit``: the broker's redeliveries (connection lost, consumer killed) before it dead-letters
+    the message by itself; a backstop: the consumer counts tries itself (retry schedule, attempt journal).
+    ``shards`` > 1: the queue is ``shards`` queues ``<name>.0`` .. ``<name>.<shards-1>``; a message goes to
+    one of them by its partition key (``HEADER_PARTITION_KEY``), so one customer's events stay in one.
+    Every route queue has a single active consumer (``exclusive``): its messages are handled in order.
+    """
 
     name: str
     bindings: tuple[str, ...]
-    delivery_limit: int = 5
+    delivery_limit: int = 100
+    shards: int = 1
+    exclusive: bool = True
+
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        """The queues to consume: the name itself, or one per shard."""
+        if self.shards <= 1:
+            return (self.name,)
+        return tuple(f"{self.name}.{index}" for index in range(self.shards))
 
 
 @dataclass(frozen=True)
@@ -148,12 +205,21 @@ class Topology:
     exchange: str = "esb.events"
     dead_letter_exchange: str = "esb.dlx"
     dead_letter_queue: str = "esb.dead_letter"
+    #: the delays (seconds) of every retry step any route uses (``Delivery.retry`` takes one of them)
+    retry_delays: tuple[float, ...] = ()
+    #: RabbitMQ: the headers exchange in front of the retry step queues
+    retry_exchange: str = "esb.retry"
 
     def queue(self, name: str) -> QueueSpec:
+        """The spec of a queue by its name, or by the name of one of its shards."""
         for spec in (*self.queues, *self.dead_letter_subscribers):
-            if spec.name == name:
+            if spec.name == name or name in spec.queue_names:
                 return spec
         raise KeyError(name)
+
+    def retry_queue(self, delay: float) -> str:
+        """The name of the retry step queue for ``delay`` seconds (RabbitMQ): ``<retry_exchange>.<ms>ms``."""
+        return f"{self.retry_exchange}.{delay_ms(delay)}ms"
 
     @property
     def final_dead_letter_exchange(self) -> str:
@@ -161,13 +227,25 @@ class Topology:
         return f"{self.dead_letter_exchange}.final"
 
 
+def delay_ms(delay: float) -> int:
+    """A retry delay in whole milliseconds (at least 1), as step queues and headers carry it."""
+    return max(1, round(delay * 1000))
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
+    """One message to publish.
+
+    ``partition_key``: what keeps messages in order across competing consumers (the envelope's
+    subject, i.e. the customer key); ``None`` when the message has none (the message id then serves).
+    """
+
     routing_key: str
     body: bytes
     message_id: str
     headers: Mapping[str, HeaderValue] = field(default_factory=dict)
     content_type: str = "application/cloudevents+json"
+    partition_key: str | None = None
 
 
 #: how many distinct routing keys an ``Unroutable`` message names, and how many characters of each
@@ -223,6 +301,8 @@ class Delivery(ABC):
     settled: bool
     #: the broker's own dead-letterings of this message, most recent first (none on the embedded transport)
     deaths: tuple[DeathRecord, ...] = ()
+    #: tries of this message that failed transiently before this delivery (``HEADER_ATTEMPTS``; 0 at first)
+    attempts: int = 0
 
     @abstractmethod
     def ack(self) -> None:
@@ -238,6 +318,23 @@ class Delivery(ABC):
     @abstractmethod
     def dead_letter(self, reason: str, error_type: str) -> None:
         """Processing can never succeed: move the message to the dead letter channel with the reason."""
+
+    @abstractmethod
+    def retry(self, delay: float, last_error: str) -> None:
+        """Processing failed transiently: deliver the message again, to this same queue (shard), not before
+        ``delay`` seconds from now, as try ``attempts + 1`` (``HEADER_ATTEMPTS``, ``HEADER_LAST_ERROR`` set by
+        ``retry_headers``). Nothing waits in the caller's thread. Not a redelivery: it does not count towards
+        the delivery limit.
+
+        RabbitMQ: a confirmed copy goes through the retry step queue of ``delay`` (one of the topology's
+        ``retry_delays``, else ``ValueError``), then the original is acked. Embedded: the same row becomes
+        ready again at now + ``delay``.
+        """
+
+    def return_unprocessed(self) -> None:
+        """Give the message back without having tried it (the consumer is stopping, or its route paused):
+        the transport does not count it as a try where it can avoid it."""
+        self.requeue()
 
 
 DeliveryHandler = Callable[[Delivery], None]
@@ -286,8 +383,21 @@ class Transport(ABC):
         *,
         stop: threading.Event,
         prefetch: int = 50,
+        concurrency: int = 1,
+        executor: Executor | None = None,
     ) -> None:
-        """Deliver messages from ``queue`` to ``handler`` in this thread until ``stop`` is set."""
+        """Deliver messages from ``queue`` to ``handler`` until ``stop`` is set; returns then, once the
+        handlers that run have finished (unstarted deliveries are given back unprocessed).
+
+        This thread keeps the connection (heartbeats, leases); handlers run in an executor of
+        ``concurrency`` threads, in the order the messages came (with 1, one after the other), and may take
+        longer than a heartbeat or lease. With ``executor`` (the caller's, shared by the consumers of one
+        route's shards, so that a route's concurrency holds whatever shards it consumes) handlers run
+        there instead, submitted in the order the messages came, and ``concurrency`` is ignored. A
+        delivery is settled from the handler's thread; the transport makes that safe. A delivery whose
+        connection or lease is gone before its handler started is not handed to it. On an ``exclusive``
+        queue, one consumer at a time gets messages.
+        """
 
     @abstractmethod
     def get(self, queue: str) -> Delivery | None:
@@ -314,16 +424,21 @@ class Transport(ABC):
 
 
 __all__ = [
+    "ATTEMPTS_MAX",
     "DEAD_LETTER_HEADERS_MAX",
     "DEAD_LETTER_NAME_MAX",
     "DEAD_LETTER_REASON_MAX",
     "DELIVERY_LIMIT_EXCEEDED",
+    "HEADER_ATTEMPTS",
     "HEADER_DROPPED_HEADERS",
     "HEADER_ERROR_REASON",
     "HEADER_ERROR_TYPE",
     "HEADER_FAILED_AT",
     "HEADER_FAILED_QUEUE",
+    "HEADER_LAST_ERROR",
     "HEADER_ORIGINAL_ROUTING_KEY",
+    "HEADER_PARTITION_KEY",
+    "HEADER_RETRY_DELAY",
     "LAST_ERROR_MAX",
     "DeathRecord",
     "Delivery",
@@ -334,8 +449,12 @@ __all__ = [
     "Topology",
     "Transport",
     "dead_letter_headers",
+    "delay_ms",
     "delivery_limit_reason",
     "dispatch",
     "fit_headers",
+    "read_attempts",
+    "retry_headers",
+    "shard_of",
     "unroutable",
 ]
