@@ -682,11 +682,12 @@ def wait_for_outcomes(
     timeout: float,
     stall_seconds: float = 0.0,
     tick: Callable[[], object] = lambda: None,
+    busy: Callable[[], bool] = lambda: False,
     label: str = "",
 ) -> float:
     """Wait until no order is ``placed`` any more (bounded by ``timeout``; and by ``stall_seconds`` without
-    progress when given), printing progress; ``tick`` runs between polls (e.g. to revive workers).
-    Returns the seconds waited."""
+    progress when given, not counting time while ``busy()``, e.g. a worker still starting), printing
+    progress; ``tick`` runs between polls (e.g. to revive workers). Returns the seconds waited."""
     start = time.monotonic()
     last_change, last_settled, last_print = start, -1, 0.0
     while True:
@@ -695,9 +696,10 @@ def wait_for_outcomes(
         statuses = Counter(view.status.value for view in views)
         settled = len(order_ids) - statuses.get(OrderStatus.PLACED.value, 0)
         now = time.monotonic()
-        if settled != last_settled:
-            last_change, last_settled = now, settled
-        if settled != last_settled or now - last_print >= 5.0 or settled == len(order_ids):
+        if settled != last_settled or busy():
+            last_change = now
+        changed, last_settled = settled != last_settled, settled
+        if (changed and now - last_print >= 1.0) or now - last_print >= 5.0 or settled == len(order_ids):
             _say(f"{label} {settled}/{len(order_ids)} with an outcome {dict(statuses)} after {now - start:.0f} s")
             last_print = now
         if settled == len(order_ids):
@@ -788,6 +790,7 @@ class SoakRun:
                     timeout=counts.settle_timeout,
                     stall_seconds=counts.stall_seconds,
                     tick=fleet.revive,
+                    busy=lambda: not all(worker.running() for worker in fleet.workers),
                     label=report.label,
                 )
                 report.settle_seconds = time.monotonic() - settle_start
