@@ -376,15 +376,15 @@ class Fleet:
         )
 
     def start_all(self, timeout: float = 120.0) -> None:
-        """Start every slot and wait (bounded) until each runs or died at a crash point (then it is revived):
-        orders placed before any relay runs would all go out in one batch, and the relay's crash points
-        need several."""
+        """Start every slot and wait (bounded) until one runs (one that dies at a crash point meanwhile is
+        started again): orders placed before any relay runs would all go out in one batch, and the relay's
+        crash points need several."""
         for worker in self.workers:
             self.start(worker)
         deadline = time.monotonic() + timeout
-        while not all(worker.running() for worker in self.workers):
+        while not any(worker.running() for worker in self.workers):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"workers not running after {timeout} s:\n{self.workers[0].log_tail()}")
+                raise TimeoutError(f"no worker running after {timeout} s:\n{self.workers[0].log_tail()}")
             self.revive()
             time.sleep(0.05)
 
