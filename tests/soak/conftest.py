@@ -16,7 +16,7 @@ from tests.soak.harness import Stack, soak_full
 STACKS = ("rabbitmq+postgresql", "embedded+sqlite")
 
 #: seconds a soak test may take before pytest-timeout stops it (its own loops are bounded far below)
-CI_TIMEOUT = 300
+CI_TIMEOUT = 600
 FULL_TIMEOUT = 3600
 
 

@@ -714,9 +714,24 @@ def wait_for_outcomes(
 
 
 def prepare_crm(app: Application, customers: int, tag: str) -> list[str]:
-    """Sync the ERP's material master into the CRM (orders take list prices from it) and create customers."""
+    """Sync the ERP's material master into the CRM (orders take list prices from it), create customers and
+    relay their ``customer.created`` events from the test process: a relay crash point of a worker then
+    always dies on a batch of orders, whose loss the check sees (a lost customer event it would not)."""
     sync_materials(app.crm, app.erp)
-    return [app.crm.create_customer(soak_customer(number, tag)).id for number in range(customers)]
+    ids = [app.crm.create_customer(soak_customer(number, tag)).id for number in range(customers)]
+    relay_pending(app)
+    return ids
+
+
+def relay_pending(app: Application, timeout: float = 60.0) -> None:
+    """Publish every pending outbox row from the test process (bounded), before any worker runs."""
+    relay = app.outbox_relay()
+    deadline = time.monotonic() + timeout
+    while relay.pending():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{relay.pending()} outbox rows still pending after {timeout} s")
+        if not relay.relay_once():
+            time.sleep(0.1)
 
 
 def collect(app: Application, erp_url: str, report: SoakReport, expected: Mapping[str, OrderStatus]) -> SoakReport:
@@ -888,6 +903,7 @@ __all__ = [
     "erp_sales_orders",
     "place_orders_now",
     "prepare_crm",
+    "relay_pending",
     "restart_broker",
     "soak_application",
     "soak_full",

@@ -23,6 +23,7 @@ from tests.soak.harness import (
     collect,
     place_orders_now,
     prepare_crm,
+    relay_pending,
     soak_application,
     wait_for_outcomes,
 )
@@ -48,12 +49,7 @@ def test_a_crash_loop_dead_letters_nothing_that_was_not_tried(
         with soak_application(stack) as app:
             customers = prepare_crm(app, 6, stack.namespace)
             expected = place_orders_now(app, customers, ORDERS)
-            relay = app.outbox_relay()
-            for _ in range(ORDERS):  # queued before any worker runs (each batch takes what is pending)
-                if relay.pending() == 0:
-                    break
-                relay.relay_once()
-            assert relay.pending() == 0
+            relay_pending(app)  # queued before any worker runs
             for crash in range(CRASHES):
                 worker.start()
                 assert worker.wait_running(120), f"crash {crash + 1}: the worker died by itself\n{worker.log_tail()}"
