@@ -14,6 +14,7 @@ import threading
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -233,13 +234,17 @@ def delay_ms(delay: float) -> int:
 
 @dataclass(frozen=True)
 class OutgoingMessage:
+    """One message to publish.
+
+    ``partition_key``: what keeps messages in order across competing consumers (the envelope's
+    subject, i.e. the customer key); ``None`` when the message has none (the message id then serves).
+    """
+
     routing_key: str
     body: bytes
     message_id: str
     headers: Mapping[str, HeaderValue] = field(default_factory=dict)
     content_type: str = "application/cloudevents+json"
-    #: keeps related messages (one customer's) on one shard and in order: the envelope's subject; the
-    #: transports use the message id when it is ``None`` (``HEADER_PARTITION_KEY``)
     partition_key: str | None = None
 
 
@@ -379,15 +384,19 @@ class Transport(ABC):
         stop: threading.Event,
         prefetch: int = 50,
         concurrency: int = 1,
+        executor: Executor | None = None,
     ) -> None:
         """Deliver messages from ``queue`` to ``handler`` until ``stop`` is set; returns then, once the
         handlers that run have finished (unstarted deliveries are given back unprocessed).
 
         This thread keeps the connection (heartbeats, leases); handlers run in an executor of
         ``concurrency`` threads, in the order the messages came (with 1, one after the other), and may take
-        longer than a heartbeat or lease. A delivery is settled from the handler's thread; the transport
-        makes that safe. A delivery whose connection or lease is gone before its handler started is not
-        handed to it. On an ``exclusive`` queue, one consumer at a time gets messages.
+        longer than a heartbeat or lease. With ``executor`` (the caller's, shared by the consumers of one
+        route's shards, so that a route's concurrency holds whatever shards it consumes) handlers run
+        there instead, submitted in the order the messages came, and ``concurrency`` is ignored. A
+        delivery is settled from the handler's thread; the transport makes that safe. A delivery whose
+        connection or lease is gone before its handler started is not handed to it. On an ``exclusive``
+        queue, one consumer at a time gets messages.
         """
 
     @abstractmethod

@@ -1,36 +1,40 @@
-"""The one place where a delivery's fate is decided (after FastStream's ack policy).
+"""The one place where a delivery's fate is decided (after FastStream's ack policy, NServiceBus's recoverability).
 
 - the handler returns: ack;
 - the body is not a valid envelope, its type is not one the route is bound to (a publisher
   that sent a ``customer.created`` with routing key ``order.placed``: checked before the handler
   runs, so no handler acts on data its type does not promise), or the handler raises
   ``PermanentError``: dead letter channel, with the reason and the error type in the headers;
-- the handler raises ``TransientError`` or anything unexpected: requeue, after a pause that
-  grows with the delivery count (a back office that is down for a few seconds must not burn
-  through the delivery limit in a few milliseconds); the queue's delivery limit dead-letters a
-  message that keeps failing, so a poison message cannot block a route forever.
+- the handler raises ``TransientError`` or anything unexpected: a *delayed retry*
+  (``Delivery.retry``) after the route's retry schedule (``DEFAULT_RETRY_SCHEDULE``: 1 s, 5 s, 30 s,
+  2 min, 10 min) picked by the message's own count of failed tries (``Delivery.attempts``); after
+  the last step, the dead letter channel with ``retries exhausted after N tries; last error: ...``.
+  Nothing sleeps in a consumer thread, and the messages behind a failing one go on at once.
+
+Before a try, the route's gate (``connectors.breaker``) may hold it while a back office it calls
+is down. A *redelivered* message (its consumer died or lost its connection before settling it)
+counts its started tries in the attempt journal (``connectors.attempts``); one that killed its
+consumer ``crash_limit`` times is dead-lettered, while one that was only prefetched by a dying
+connection is never counted.
 
 A dead-letter subscriber (``dead_letter_consumer``) is settled the same way, except that its input
 is the dead letter itself: a body that is not an envelope is the handler's business, not an error.
-
-The pause holds the route's consumer thread, which is the point: while a back office is down
-its route slows down instead of spinning. The pause itself (8 s at most) stays under the broker's
-heartbeat and the embedded transport's lease, but a handler runs in the consuming thread too: one
-whose back-office calls outlast about two heartbeats (RabbitMQ) or the lease (embedded) has its
-message delivered again. Idempotency keys make that harmless; keep connector timeouts and retry
-budgets below those limits.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
 from canonical_model.envelope import MAX_BODY_BYTES, Envelope
 from canonical_model.errors import InvalidMessage, PermanentError, TransientError
-from connectors.base import Delivery, DeliveryHandler
+from canonical_model.truncation import truncate
+from connectors.attempts import AttemptJournal
+from connectors.base import LAST_ERROR_MAX, Delivery, DeliveryHandler
 from connectors.dead_letters import DeadLetter, read_dead_letter
 from connectors.topics import topic_matches
 
@@ -38,19 +42,74 @@ log = structlog.get_logger(__name__)
 
 EnvelopeHandler = Callable[[Envelope], None]
 DeadLetterHandler = Callable[[DeadLetter], None]
-#: seconds to wait before requeueing a message that failed transiently, by previous deliveries
-Backoff = Callable[[int], float]
+#: a named point in the processing of a delivery where tests may kill the process (``esb.test_hooks``)
+Checkpoint = Callable[[str], None]
+
+#: seconds of each delayed retry step: 13 min 36 s in all, so that a back office down for ten minutes
+#: delays a message and does not dead-letter it (after NServiceBus's delayed retries, spaced wider)
+DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+#: tries that killed the consumer (started, never settled) before a redelivered message is dead-lettered
+DEFAULT_CRASH_LIMIT = 5
+#: the checkpoint after a handler returned (its effect committed) and before the ack
+AFTER_HANDLER = "route.after_commit"
 
 
-def exponential_backoff(previous_deliveries: int, *, first: float = 0.5, cap: float = 8.0) -> float:
-    return float(min(cap, first * 2**previous_deliveries))
+def _no_checkpoint(name: str) -> None:
+    return None
 
 
-def _requeue_later(delivery: Delivery, backoff: Backoff, last_error: str) -> None:
-    pause = backoff(delivery.previous_deliveries)
-    if pause > 0:
-        time.sleep(pause)
-    delivery.requeue(last_error)
+class Gate(Protocol):
+    """What a route passes before each try (``connectors.breaker.RouteGate``)."""
+
+    def enter(self) -> bool:
+        """Block while the route is paused; False: do not try (the worker is stopping)."""
+        ...
+
+    def leave(self, error: BaseException | None) -> None:
+        """The outcome of the try ``enter`` let through."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How a route settles what its handler could not do.
+
+    ``retry_schedule``: seconds of each delayed retry step (1 to 20 steps); ``crash_limit``: started
+    tries of a redelivered message that may kill its consumer; ``journal``: where those are counted
+    (None: not counted, the queue's delivery limit is the only bound); ``gate``: held before each
+    try; ``checkpoint``: called with ``AFTER_HANDLER`` between the handler's return and the ack.
+
+    ``ack_before_work`` and ``sleep_retry`` switch safeguards *off*, for tests that must show they
+    can catch the loss or the dead letter that follows (``esb.test_hooks``): ack first, then work;
+    the old retry that paused in the consumer thread and requeued.
+    """
+
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    crash_limit: int = DEFAULT_CRASH_LIMIT
+    journal: AttemptJournal | None = None
+    gate: Gate | None = None
+    checkpoint: Checkpoint = field(default=_no_checkpoint)
+    ack_before_work: bool = False
+    sleep_retry: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.retry_schedule) <= 20 or any(step <= 0 for step in self.retry_schedule):
+            raise ValueError("a retry schedule has 1 to 20 steps of more than 0 seconds")
+        if self.crash_limit < 1:
+            raise ValueError("crash_limit must be at least 1")
+
+
+def retries_exhausted_reason(tries: int, last_error: str) -> str:
+    """The dead letter reason of a message whose retry schedule ran out, with its last error (bounded)."""
+    return f"retries exhausted after {tries} tries; last error: {truncate(last_error, LAST_ERROR_MAX)}"
+
+
+def crashed_reason(started: int) -> str:
+    """The dead letter reason of a redelivered message whose tries killed its consumer ``started`` times."""
+    return (
+        f"its consumer died {started} times while handling it (killed, out of memory, or lost its "
+        "connection) and never settled it"
+    )
 
 
 #: longest text taken from a message (its id, routing key, an error's reason) into a log line
@@ -63,10 +122,10 @@ def _bounded(text: str | None, limit: int = MAX_LOGGED_CHARS) -> str | None:
     return f"{text[:limit]}...[{len(text) - limit} more chars]"
 
 
-def _log_settled(delivery: Delivery, outcome: str, error: BaseException | None = None) -> None:
+def _log_settled(delivery: Delivery, outcome: str, error: BaseException | str | None = None, **extra: object) -> None:
     """The one log line of a settlement: message id, queue (= route), event type, outcome, why.
 
-    INFO, except a dead letter (WARNING, so that the default level shows it) and a requeue after an
+    INFO, except a dead letter (WARNING, so that the default level shows it) and a retry after an
     exception no error class covers (ERROR with the traceback: that is a bug).
     """
     fields: dict[str, object] = {
@@ -75,13 +134,17 @@ def _log_settled(delivery: Delivery, outcome: str, error: BaseException | None =
         "routing_key": _bounded(delivery.routing_key),
         "outcome": outcome,
         "delivery": delivery.previous_deliveries + 1,
+        "attempt": delivery.attempts + 1,
+        **extra,
     }
-    if error is not None:
+    if isinstance(error, str):
+        fields["reason"] = _bounded(error)
+    elif error is not None:
         fields["error_type"] = type(error).__name__
         fields["reason"] = _bounded(str(error))
     if outcome == "dead_lettered":
         log.warning("message settled", **fields)
-    elif error is not None and not isinstance(error, TransientError):
+    elif isinstance(error, BaseException) and not isinstance(error, TransientError | PermanentError):
         log.error("message settled", **fields, unexpected=True, exc_info=error)
     else:
         log.info("message settled", **fields)
@@ -100,14 +163,15 @@ def check_type(envelope: Envelope, accepts: Sequence[str]) -> None:
 def settle(
     delivery: Delivery,
     handler: EnvelopeHandler,
-    backoff: Backoff = exponential_backoff,
+    policy: DeliveryPolicy | None = None,
     *,
     accepts: Sequence[str] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> str:
     """Parse the delivery (a body over ``max_body_bytes`` is refused unparsed), check its type against
     ``accepts`` (topic patterns; ``None``: any type), run the handler, settle the delivery; returns the
-    outcome's name."""
+    outcome's name: ``acked``, ``dead_lettered``, ``retried``, ``returned`` (not tried: stopping),
+    ``requeued`` (only with ``sleep_retry``)."""
 
     def work() -> None:
         envelope = Envelope.from_bytes(delivery.body, max_bytes=max_body_bytes)
@@ -115,35 +179,94 @@ def settle(
             check_type(envelope, accepts)
         handler(envelope)
 
-    return _settle(delivery, work, backoff)
+    return _settle(delivery, work, policy or DeliveryPolicy())
 
 
-def settle_dead_letter(delivery: Delivery, handler: DeadLetterHandler, backoff: Backoff = exponential_backoff) -> str:
+def settle_dead_letter(delivery: Delivery, handler: DeadLetterHandler, policy: DeliveryPolicy | None = None) -> str:
     """Run a dead-letter subscriber's handler on the dead letter, settle the delivery; returns the outcome."""
-    return _settle(delivery, lambda: handler(read_dead_letter(delivery)), backoff)
+    return _settle(delivery, lambda: handler(read_dead_letter(delivery)), policy or DeliveryPolicy())
 
 
-def _settle(delivery: Delivery, work: Callable[[], None], backoff: Backoff) -> str:
+def _journal_start(delivery: Delivery, policy: DeliveryPolicy) -> int | None:
+    """Count a started try of a redelivered message; its count, or None when it is not counted."""
+    if policy.journal is None or delivery.previous_deliveries == 0 or not delivery.message_id:
+        return None
+    try:
+        return policy.journal.start(delivery.queue, delivery.message_id)
+    except TransientError as exc:  # the queue's delivery limit still bounds it
+        log.warning("attempt journal unavailable; try not counted", queue=delivery.queue, error=str(exc)[:300])
+        return None
+
+
+def _settle(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -> str:
+    started = _journal_start(delivery, policy)
+    try:
+        if started is not None and started > policy.crash_limit:
+            reason = crashed_reason(started - 1)
+            delivery.dead_letter(reason=reason, error_type="ConsumerCrashed")
+            _log_settled(delivery, "dead_lettered", reason)
+            return "dead_lettered"
+        if policy.ack_before_work:  # a safeguard switched off (tests): the message is gone before its effect
+            delivery.ack()
+            policy.checkpoint(AFTER_HANDLER)
+            try:
+                work()
+            except Exception as exc:
+                _log_settled(delivery, "acked", exc)
+            return "acked"
+        return _try(delivery, work, policy)
+    finally:
+        if started is not None and delivery.settled and delivery.message_id:
+            try:
+                policy.journal.forget(delivery.queue, delivery.message_id)  # type: ignore[union-attr]
+            except TransientError as exc:  # pruned later
+                log.warning("attempt journal unavailable", queue=delivery.queue, error=str(exc)[:300])
+
+
+def _try(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -> str:
+    gate = policy.gate
+    if gate is not None and not gate.enter():
+        delivery.return_unprocessed()
+        return "returned"
+    error: BaseException | None = None
     try:
         work()
-    except PermanentError as exc:
-        delivery.dead_letter(reason=str(exc), error_type=type(exc).__name__)
-        _log_settled(delivery, "dead_lettered", exc)
-        return "dead_lettered"
-    # transient, or an unexpected bug that must not kill the route: the delivery limit bounds it
     except Exception as exc:
-        last_error = str(exc) if isinstance(exc, TransientError) else f"unexpected {type(exc).__name__}: {exc}"
-        _requeue_later(delivery, backoff, last_error)
-        _log_settled(delivery, "requeued", exc)
+        error = exc
+    finally:
+        if gate is not None:
+            gate.leave(error)
+    if error is None:
+        policy.checkpoint(AFTER_HANDLER)
+        delivery.ack()
+        _log_settled(delivery, "acked")
+        return "acked"
+    if isinstance(error, PermanentError):
+        delivery.dead_letter(reason=str(error), error_type=type(error).__name__)
+        _log_settled(delivery, "dead_lettered", error)
+        return "dead_lettered"
+    # transient, or an unexpected bug that must not kill the route: the retry schedule bounds it
+    last_error = str(error) if isinstance(error, TransientError) else f"unexpected {type(error).__name__}: {error}"
+    if policy.sleep_retry:  # a safeguard switched off (tests): the old pause in the consumer thread, then requeue
+        time.sleep(min(8.0, 0.5 * 2**delivery.previous_deliveries))
+        delivery.requeue(last_error)
+        _log_settled(delivery, "requeued", error)
         return "requeued"
-    delivery.ack()
-    _log_settled(delivery, "acked")
-    return "acked"
+    schedule = policy.retry_schedule
+    if delivery.attempts >= len(schedule):
+        reason = retries_exhausted_reason(delivery.attempts + 1, last_error)
+        delivery.dead_letter(reason=reason, error_type="RetriesExhausted")
+        _log_settled(delivery, "dead_lettered", error, tries=delivery.attempts + 1)
+        return "dead_lettered"
+    delay = schedule[delivery.attempts]
+    delivery.retry(delay, last_error)
+    _log_settled(delivery, "retried", error, retry_in=delay)
+    return "retried"
 
 
 def envelope_consumer(
     handler: EnvelopeHandler,
-    backoff: Backoff = exponential_backoff,
+    policy: DeliveryPolicy | None = None,
     *,
     accepts: Sequence[str] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
@@ -152,29 +275,35 @@ def envelope_consumer(
     bindings) an envelope of another type is dead-lettered before the handler sees it."""
 
     def on_delivery(delivery: Delivery) -> None:
-        settle(delivery, handler, backoff, accepts=accepts, max_body_bytes=max_body_bytes)
+        settle(delivery, handler, policy, accepts=accepts, max_body_bytes=max_body_bytes)
 
     return on_delivery
 
 
-def dead_letter_consumer(handler: DeadLetterHandler, backoff: Backoff = exponential_backoff) -> DeliveryHandler:
+def dead_letter_consumer(handler: DeadLetterHandler, policy: DeliveryPolicy | None = None) -> DeliveryHandler:
     """Adapt a dead-letter subscriber's handler to the transport's delivery callback."""
 
     def on_delivery(delivery: Delivery) -> None:
-        settle_dead_letter(delivery, handler, backoff)
+        settle_dead_letter(delivery, handler, policy)
 
     return on_delivery
 
 
 __all__ = [
+    "AFTER_HANDLER",
+    "DEFAULT_CRASH_LIMIT",
+    "DEFAULT_RETRY_SCHEDULE",
     "MAX_LOGGED_CHARS",
-    "Backoff",
+    "Checkpoint",
     "DeadLetterHandler",
+    "DeliveryPolicy",
     "EnvelopeHandler",
+    "Gate",
     "check_type",
+    "crashed_reason",
     "dead_letter_consumer",
     "envelope_consumer",
-    "exponential_backoff",
+    "retries_exhausted_reason",
     "settle",
     "settle_dead_letter",
 ]

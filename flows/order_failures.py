@@ -30,12 +30,11 @@ log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 1_048_576
 #: an order id is at most this long (SalesOrder.id)
 ORDER_ID_MAX = 35
-#: deliveries of one dead letter to this route before it gives up (to the dead letter queue). Far more
-#: than a route's 5: marking the order is the last thing that keeps it from staying ``placed`` for good,
-#: and what makes it fail here is the CRM being away, which is also what dead-letters orders in bulk.
-#: The consumer's pause grows to its cap (``worker.requeue_pause_max``, 8 s by default), so this
-#: route keeps trying for about 1,000 x 8 s = 2 h 13 min of CRM outage (0.5 + 1 + 2 + 4 + 996 x 8 s).
-DELIVERY_LIMIT = 1000
+#: the delayed retries of one dead letter here before it gives up (to the dead letter queue): far longer
+#: than a route's 13.6 min: marking the order is the last thing that keeps it from staying ``placed`` for
+#: good, and what makes it fail here is the CRM being away, which is also what dead-letters orders in
+#: bulk. 1 s, 5 s, 30 s, 2 min, then every 10 min: 2 h 22 min of CRM outage in all.
+RETRY_SCHEDULE: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0) + (600.0,) * 14
 #: where each order event names its order
 ORDER_ID_FIELD = {
     events.ORDER_PLACED: "id",
@@ -92,14 +91,14 @@ def order_failures_route(crm: CrmService) -> DeadLetterRoute:
         name="crm.order_failures",
         handler=OrderFailuresToCrm(crm),
         description="dead-lettered order.placed / order.confirmed / order.rejected -> CRM order failed, with reason",
-        delivery_limit=DELIVERY_LIMIT,
+        retry_schedule=RETRY_SCHEDULE,
     )
 
 
 __all__ = [
-    "DELIVERY_LIMIT",
     "MAX_BODY_BYTES",
     "ORDER_ID_FIELD",
+    "RETRY_SCHEDULE",
     "OrderFailuresToCrm",
     "order_failures_route",
     "order_id_of",

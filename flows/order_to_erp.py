@@ -7,6 +7,9 @@ canonical terms, and the message is acknowledged. Only transient failures are re
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+
 import structlog
 
 from canonical_model import events
@@ -28,11 +31,33 @@ log = structlog.get_logger(__name__)
 SOURCE = "/esb/erp-orders"
 
 
+#: the checkpoint after the ERP answered CreateSalesOrder, before the outcome is published (tests kill here)
+AFTER_ERP_ANSWER = "route.after_erp_answer"
+
+
+def _no_checkpoint(name: str) -> None:
+    return None
+
+
 class OrderToErp:
-    def __init__(self, crm: CrmService, erp: ErpClient, publish: EnvelopePublisher) -> None:
+    """The order route's handler. ``checkpoint`` is called with ``AFTER_ERP_ANSWER`` once the ERP holds the
+    order; ``idempotency_keys=False`` switches the safeguard off (a fresh key per call, for tests that must
+    show a redelivery then creates a second ERP order)."""
+
+    def __init__(
+        self,
+        crm: CrmService,
+        erp: ErpClient,
+        publish: EnvelopePublisher,
+        *,
+        checkpoint: Callable[[str], None] = _no_checkpoint,
+        idempotency_keys: bool = True,
+    ) -> None:
         self._crm = crm
         self._erp = erp
         self._publish = publish
+        self._checkpoint = checkpoint
+        self._idempotency_keys = idempotency_keys
         self._mapping = load_mapping("erp_sales_order")
         # customer links checked against the ERP (once each): a reset ERP reuses its numbers
         self._verified_links = VerifiedLinks()
@@ -46,7 +71,7 @@ class OrderToErp:
         correlation_id = envelope.correlationid or envelope.id
         outcome: OrderConfirmed | OrderRejected
         try:
-            outcome = self._confirm(order, correlation_id)
+            outcome = self._confirm(order, correlation_id, message_id=envelope.id)
         except MappingError as exc:
             outcome = OrderRejected(order_id=order.id, reason=str(exc), code="MAPPING", field=exc.path)
         except BusinessRejection as exc:
@@ -56,32 +81,48 @@ class OrderToErp:
         self._publish(Envelope.new(kind, outcome, source=SOURCE, cause=envelope, deterministic=True))
 
     @answers_validated("the ERP's answer to CreateSalesOrder")  # OrderConfirmed is built from it
-    def _confirm(self, order: SalesOrder, correlation_id: str) -> OrderConfirmed:
+    def _confirm(self, order: SalesOrder, correlation_id: str, *, message_id: str) -> OrderConfirmed:
         try:
             customer = self._crm.get_customer(order.customer_id)
         except NotFound as exc:
             raise InvalidMessage(f"order {order.id} names a customer the CRM does not know") from exc
+        # a customer created here claims its version: the customer sync then leaves out older ones
         kunnr = ensure_erp_customer(
-            self._crm, self._erp, customer, correlation_id=correlation_id, verified=self._verified_links
+            self._crm,
+            self._erp,
+            customer,
+            correlation_id=correlation_id,
+            verified=self._verified_links,
+            claim_message_id=message_id,
         )
         request = self._mapping.to_target(order, context={"kunnr": kunnr})
+        key = request["IDEMPOTENCY_KEY"] if self._idempotency_keys else f"{order.id[:20]}-{uuid.uuid4().hex[:12]}"
         try:
             result = self._erp.create_sales_order(
-                request["IDEMPOTENCY_KEY"], request["HEADER"], request["ITEMS"]["ITEM"], correlation_id=correlation_id
+                key, request["HEADER"], request["ITEMS"]["ITEM"], correlation_id=correlation_id
             )
         except BusinessRejection as exc:
             raise in_canonical_terms(exc, self._mapping.canonical_path) from exc
+        self._checkpoint(AFTER_ERP_ANSWER)
         # The ERP holds the order now: whatever is off in its answer, the outcome is a confirmation.
         return confirmation_of(order.id, result.order)
 
 
-def order_to_erp_route(crm: CrmService, erp: ErpClient, publish: EnvelopePublisher) -> Route:
+def order_to_erp_route(
+    crm: CrmService,
+    erp: ErpClient,
+    publish: EnvelopePublisher,
+    *,
+    checkpoint: Callable[[str], None] = _no_checkpoint,
+    idempotency_keys: bool = True,
+) -> Route:
     return Route(
         name="erp.order_placed",
         bindings=(events.ORDER_PLACED,),
-        handler=OrderToErp(crm, erp, publish),
+        handler=OrderToErp(crm, erp, publish, checkpoint=checkpoint, idempotency_keys=idempotency_keys),
         description="CRM order.placed -> ERP CreateSalesOrder (customer first if missing) -> order.confirmed/rejected",
+        calls=("erp",),
     )
 
 
-__all__ = ["OrderToErp", "order_to_erp_route"]
+__all__ = ["AFTER_ERP_ANSWER", "OrderToErp", "order_to_erp_route"]

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent import futures
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,9 +136,21 @@ class Session:
 
 
 class Executor:
-    """``concurrency`` handler threads for one ``consume`` call; they outlive its connections."""
+    """``concurrency`` handler threads for one ``consume`` call; they outlive its connections.
 
-    def __init__(self, handler: DeliveryHandler, concurrency: int, queue: str, stop: threading.Event) -> None:
+    With ``shared`` (the caller's executor, e.g. one per route shared by its shards' consumers) no
+    threads of its own: each delivery submits one task there that starts the oldest waiting delivery,
+    so deliveries start in the order they came, and ``withdraw`` still takes back unstarted ones.
+    """
+
+    def __init__(
+        self,
+        handler: DeliveryHandler,
+        concurrency: int,
+        queue: str,
+        stop: threading.Event,
+        shared: futures.Executor | None = None,
+    ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._handler = handler
@@ -146,10 +159,15 @@ class Executor:
         self._condition = threading.Condition()
         self._items: deque[tuple[Session, RabbitMQDelivery]] = deque()
         self._closed = False
-        self._threads = [
-            threading.Thread(target=self._work, name=f"handler {queue[:60]} #{index}", daemon=True)
-            for index in range(concurrency)
-        ]
+        self._shared = shared
+        self._threads = (
+            []
+            if shared is not None
+            else [
+                threading.Thread(target=self._work, name=f"handler {queue[:60]} #{index}", daemon=True)
+                for index in range(concurrency)
+            ]
+        )
         for thread in self._threads:
             thread.start()
 
@@ -157,6 +175,22 @@ class Executor:
         with self._condition:
             self._items.append((session, delivery))
             self._condition.notify()
+        if self._shared is not None:
+            self._shared.submit(self._one)
+
+    def _one(self) -> None:
+        """A task on the shared executor: start the oldest waiting delivery, if one is left."""
+        with self._condition:
+            if not self._items:
+                return  # withdrawn meanwhile
+            session, delivery = self._items.popleft()
+            session.running += 1
+        try:
+            self._handle(session, delivery)
+        finally:
+            with self._condition:
+                session.running -= 1
+                self._condition.notify_all()
 
     def withdraw(self, session: Session) -> list[RabbitMQDelivery]:
         """Take back the unstarted deliveries of ``session``, in order."""
@@ -204,6 +238,10 @@ class Executor:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._shared is not None:  # tasks of ours still queued there find nothing left to start
+            with self._condition:
+                while self._items and time.monotonic() < deadline:
+                    self._condition.wait(0.05)
 
 
 __all__ = ["Executor", "Session"]

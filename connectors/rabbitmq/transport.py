@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -192,20 +193,22 @@ class RabbitMQTransport(Transport):
         stop: threading.Event,
         prefetch: int = 50,
         concurrency: int = 1,
+        executor: futures.Executor | None = None,
     ) -> None:
         """Consume ``queue`` until ``stop`` is set (see ``Transport.consume``); reconnects by itself.
 
-        This thread does I/O only; ``concurrency`` handler threads run the handler. At most ``prefetch``
+        This thread does I/O only; ``concurrency`` handler threads (or the caller's ``executor``) run the
+        handler. At most ``prefetch``
         unsettled messages are held. On stop: unstarted deliveries are given back (nack, requeue), running
         handlers get up to ``stop_timeout`` seconds, then the connection is closed.
         """
-        executor = Executor(handler, concurrency, queue, stop)
+        handlers = Executor(handler, concurrency, queue, stop, shared=executor)
         try:
             delay = self._reconnect_delay
             while not stop.is_set():
                 connected = threading.Event()
                 try:
-                    self._consume_connection(queue, executor, stop, prefetch, connected)
+                    self._consume_connection(queue, handlers, stop, prefetch, connected)
                 except Exception as exc:
                     if connected.is_set():  # it was up: try again at once, with the first delay
                         delay = self._reconnect_delay
@@ -218,7 +221,7 @@ class RabbitMQTransport(Transport):
                     stop.wait(delay)
                     delay = min(delay * 2, self._reconnect_max_delay)
         finally:
-            executor.close(self._stop_timeout)
+            handlers.close(self._stop_timeout)
 
     def _consume_connection(
         self,

@@ -8,7 +8,8 @@ from connectors.base import DeathRecord, Delivery, HeaderValue
 
 
 class RecordingDelivery(Delivery):
-    """``outcome`` is ``("ack",)``, ``("requeue", last_error)`` or ``("dead_letter", reason, error_type)``."""
+    """``outcome`` is ``("ack",)``, ``("requeue", last_error)``, ``("retry", delay, last_error)``,
+    ``("return",)`` or ``("dead_letter", reason, error_type)``."""
 
     def __init__(
         self,
@@ -19,6 +20,7 @@ class RecordingDelivery(Delivery):
         deaths: tuple[DeathRecord, ...] = (),
         routing_key: str = "order.placed",
         queue: str = "esb.erp.order_placed",
+        attempts: int = 0,
     ) -> None:
         self.body = body
         self.routing_key = routing_key
@@ -28,7 +30,8 @@ class RecordingDelivery(Delivery):
         self.previous_deliveries = previous_deliveries
         self.settled = False
         self.deaths = deaths
-        self.outcome: tuple[str, ...] = ()
+        self.attempts = attempts
+        self.outcome: tuple[object, ...] = ()
 
     def ack(self) -> None:
         self.outcome, self.settled = ("ack",), True
@@ -38,3 +41,9 @@ class RecordingDelivery(Delivery):
 
     def dead_letter(self, reason: str, error_type: str) -> None:
         self.outcome, self.settled = ("dead_letter", reason, error_type), True
+
+    def retry(self, delay: float, last_error: str) -> None:
+        self.outcome, self.settled = ("retry", delay, last_error), True
+
+    def return_unprocessed(self) -> None:
+        self.outcome, self.settled = ("return",), True

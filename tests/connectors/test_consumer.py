@@ -6,27 +6,23 @@ import pytest
 
 from canonical_model.envelope import Envelope
 from canonical_model.errors import BackOfficeUnavailable, BusinessRejection, MappingError
-from connectors.consumer import exponential_backoff, settle
+from connectors.consumer import DEFAULT_RETRY_SCHEDULE, DeliveryPolicy, settle
 from tests.connectors.recording import RecordingDelivery
 
 VALID = Envelope.new("order.placed", {"id": "SO-1"}, source="/crm").to_bytes()
 
 
-def no_pause(_: int) -> float:
-    return 0.0
-
-
 def test_success_acks() -> None:
     seen: list[str] = []
     delivery = RecordingDelivery(VALID)
-    assert settle(delivery, lambda envelope: seen.append(envelope.data["id"]), no_pause) == "acked"
+    assert settle(delivery, lambda envelope: seen.append(envelope.data["id"])) == "acked"
     assert (delivery.outcome, seen) == (("ack",), ["SO-1"])
 
 
 @pytest.mark.parametrize("body", [b"{not json", b'{"type": "order.placed"}', b"[]"])
 def test_a_body_that_is_not_an_envelope_is_dead_lettered_with_the_reason(body: bytes) -> None:
     delivery = RecordingDelivery(body)
-    assert settle(delivery, lambda envelope: None, no_pause) == "dead_lettered"
+    assert settle(delivery, lambda envelope: None) == "dead_lettered"
     kind, reason, error_type = delivery.outcome
     assert (kind, error_type) == ("dead_letter", "InvalidMessage")
     assert "not a valid envelope" in reason
@@ -44,30 +40,47 @@ def test_permanent_errors_are_dead_lettered(error: Exception) -> None:
         raise error
 
     delivery = RecordingDelivery(VALID)
-    assert settle(delivery, handler, no_pause) == "dead_lettered"
+    assert settle(delivery, handler) == "dead_lettered"
     assert delivery.outcome == ("dead_letter", str(error), type(error).__name__)
 
 
 @pytest.mark.parametrize("error", [BackOfficeUnavailable("down", system="erp"), KeyError("a bug")])
-def test_transient_and_unexpected_errors_requeue_after_a_growing_pause(error: Exception) -> None:
-    pauses: list[int] = []
+@pytest.mark.parametrize("attempts", range(len(DEFAULT_RETRY_SCHEDULE)))
+def test_transient_and_unexpected_errors_take_the_next_retry_step(error: Exception, attempts: int) -> None:
+    """Issue 8: no pause in the consumer thread: the message moves to its next delayed retry at once."""
 
     def handler(envelope: Envelope) -> None:
         raise error
 
-    def backoff(previous: int) -> float:
-        pauses.append(previous)
-        return 0.0
-
-    delivery = RecordingDelivery(VALID, previous_deliveries=3)
-    assert settle(delivery, handler, backoff) == "requeued"
-    assert delivery.outcome[0] == "requeue"
-    assert str(error) in delivery.outcome[1], "the last error goes with the requeue, for a delivery-limit reason"
-    assert pauses == [3]
+    delivery = RecordingDelivery(VALID, previous_deliveries=3, attempts=attempts)
+    assert settle(delivery, handler) == "retried"
+    kind, delay, last_error = delivery.outcome
+    assert (kind, delay) == ("retry", DEFAULT_RETRY_SCHEDULE[attempts])
+    assert str(error) in str(last_error), "the last error goes with the retry, for the final reason"
 
 
-def test_exponential_backoff_grows_and_is_capped() -> None:
-    assert [exponential_backoff(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+def test_after_the_last_retry_step_the_message_is_dead_lettered_with_its_last_error() -> None:
+    def handler(envelope: Envelope) -> None:
+        raise BackOfficeUnavailable("HTTP 503", system="erp", operation="CreateSalesOrder")
+
+    policy = DeliveryPolicy(retry_schedule=(0.1, 0.2))
+    delivery = RecordingDelivery(VALID, attempts=2)
+    assert settle(delivery, handler, policy) == "dead_lettered"
+    kind, reason, error_type = delivery.outcome
+    assert (kind, error_type) == ("dead_letter", "RetriesExhausted")
+    assert reason == "retries exhausted after 3 tries; last error: erp.CreateSalesOrder: HTTP 503"
+
+
+def test_the_default_schedule_covers_a_ten_minute_outage() -> None:
+    """Issue 8, point 4: an ERP down for ten minutes delays orders; it does not dead-letter them."""
+    assert sum(DEFAULT_RETRY_SCHEDULE) >= 600
+    assert list(DEFAULT_RETRY_SCHEDULE) == sorted(DEFAULT_RETRY_SCHEDULE)
+
+
+@pytest.mark.parametrize("schedule", [(), (0.0,), (1.0,) * 21, (-1.0,)])
+def test_a_retry_schedule_is_checked(schedule: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="1 to 20 steps"):
+        DeliveryPolicy(retry_schedule=schedule)
 
 
 # Issue 7, case 7: a route acts only on the types it is bound to (topic patterns, * one word, # any).
@@ -91,7 +104,7 @@ def test_an_envelope_is_checked_against_the_routes_bindings_before_the_handler(
 ) -> None:
     handled: list[str] = []
     delivery = RecordingDelivery(Envelope.new(kind, {"id": "SO-1"}, source="/crm").to_bytes())
-    assert settle(delivery, lambda envelope: handled.append(envelope.type), no_pause, accepts=accepts) == outcome
+    assert settle(delivery, lambda envelope: handled.append(envelope.type), accepts=accepts) == outcome
     if outcome == "dead_lettered":
         assert handled == [], "the handler never saw it"
         _, reason, error_type = delivery.outcome
@@ -111,9 +124,9 @@ def test_the_worker_setting_for_the_largest_body_is_what_a_route_refuses_beyond(
     small = WorkerSettings(max_message_bytes=64 * 1024).max_message_bytes
     big = Envelope.new("order.placed", {"id": "SO-1", "note": "x" * small}, source="/crm").to_bytes()
     delivery = RecordingDelivery(big)
-    route.consumer(no_pause, max_body_bytes=small)(delivery)
+    route.consumer(max_body_bytes=small)(delivery)
     assert delivery.outcome[0] == "dead_letter" and f"over the limit of {small}" in delivery.outcome[1]
     assert seen == []
     fits = RecordingDelivery(big)
-    route.consumer(no_pause)(fits)  # the default (1 MiB) takes it
+    route.consumer()(fits)  # the default (1 MiB) takes it
     assert fits.outcome == ("ack",) and seen == [Envelope.from_bytes(big).id]

@@ -25,8 +25,8 @@ CASES: list[tuple[str, bytes, Callable[[Envelope], None], str, str]] = [
     ("returns", VALID, lambda envelope: None, "acked", "info"),
     ("permanent", VALID, _fail(BusinessRejection("credit block", code="CREDIT_BLOCK")), "dead_lettered", "warning"),
     ("not an envelope", b"{not json", lambda envelope: None, "dead_lettered", "warning"),
-    ("transient", VALID, _fail(BackOfficeUnavailable("ERP answered HTTP 503")), "requeued", "info"),
-    ("a bug", VALID, _fail(KeyError("VBELN")), "requeued", "error"),
+    ("transient", VALID, _fail(BackOfficeUnavailable("ERP answered HTTP 503")), "retried", "info"),
+    ("a bug", VALID, _fail(KeyError("VBELN")), "retried", "error"),
 ]
 
 
@@ -36,7 +36,7 @@ def test_one_log_line_per_settlement(
 ) -> None:
     delivery = RecordingDelivery(body, previous_deliveries=2)
     with structlog.testing.capture_logs() as logs:
-        assert settle(delivery, handler, backoff=lambda _: 0.0) == outcome
+        assert settle(delivery, handler) == outcome
     settled = [entry for entry in logs if entry["event"] == "message settled"]
     assert len(settled) == 1, logs
     assert len(logs) == 1, "the settlement line is the only line: no second line for the same message"
@@ -56,7 +56,7 @@ def test_the_logged_message_fields_are_bounded() -> None:
     delivery = RecordingDelivery(VALID)
     delivery.message_id = "m" * 10_000
     with structlog.testing.capture_logs() as logs:
-        settle(delivery, _fail(BusinessRejection("x" * 100_000, code="INVALID")), backoff=lambda _: 0.0)
+        settle(delivery, _fail(BusinessRejection("x" * 100_000, code="INVALID")))
     (line,) = logs
     assert len(line["message_id"]) < 400 and line["message_id"].endswith("more chars]")
     assert len(line["reason"]) < 400

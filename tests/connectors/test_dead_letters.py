@@ -135,5 +135,5 @@ def test_a_subscribers_fate_follows_the_error_tree() -> None:
     assert settle_dead_letter(delivery, permanent) == "dead_lettered"
     assert delivery.outcome == ("dead_letter", "cannot", "InvalidMessage")
     delivery = FakeDelivery()
-    assert settle_dead_letter(delivery, transient, lambda _: 0.0) == "requeued"
-    assert delivery.outcome == ("requeue", "crm: crm down")
+    assert settle_dead_letter(delivery, transient) == "retried"
+    assert delivery.outcome == ("retry", 1.0, "crm: crm down")

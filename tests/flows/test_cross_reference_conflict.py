@@ -40,7 +40,7 @@ def test_an_order_for_a_customer_the_reset_erp_numbers_like_a_kept_one_is_dead_l
             delivery = app.transport.get(app.queue_of(route))
             assert delivery is not None and delivery.previous_deliveries == 0
 
-            outcome = settle(delivery, route.handler, backoff=lambda _: 0.0)
+            outcome = settle(delivery, route.handler)
 
             assert outcome == "dead_lettered"
             dead = app.transport.get(app.topology.dead_letter_queue)
