@@ -128,15 +128,21 @@ class Claim:
 
 
 class Store:
-    def __init__(self, engine: Engine, *, serialize: bool) -> None:
+    def __init__(
+        self, engine: Engine, *, serialize: bool, write_lock: AbstractContextManager[Any] | None = None
+    ) -> None:
         self._engine = engine
         # an in-memory database is one shared connection: its transactions must not interleave
         self._serial: AbstractContextManager[Any] = threading.RLock() if serialize else nullcontext()
+        # a SQLite file: this process's writers queue here rather than in SQLite's busy handler, whose
+        # growing sleeps (up to 100 ms) let a claim starve behind a stream of acks
+        self._write_lock: AbstractContextManager[Any] = write_lock or nullcontext()
 
     @contextmanager
     def _transaction(self, operation: str, *, read_only: bool = False) -> Iterator[Connection]:
+        writing = nullcontext() if read_only else self._write_lock
         try:
-            with self._serial, self._engine.connect() as connection:
+            with self._serial, writing, self._engine.connect() as connection:
                 if read_only:
                     connection.execution_options(**{READ_ONLY: True})
                 with connection.begin():

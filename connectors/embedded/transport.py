@@ -26,7 +26,13 @@ from sqlalchemy.engine import make_url
 from canonical_model.errors import TransportError
 from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport
 from connectors.embedded.consuming import ConsumeLoop, LoopSettings
-from connectors.embedded.database import create_transport_engine, database_key, is_memory, wakeup_for
+from connectors.embedded.database import (
+    create_transport_engine,
+    database_key,
+    is_memory,
+    wakeup_for,
+    write_lock_for,
+)
 from connectors.embedded.delivery import EmbeddedDelivery
 from connectors.embedded.store import Store, transport_error
 
@@ -50,7 +56,9 @@ class EmbeddedTransport(Transport):
     ) -> None:
         parsed = make_url(url)
         self._engine = create_transport_engine(url, busy_timeout=busy_timeout)
-        self._store = Store(self._engine, serialize=is_memory(parsed))
+        file = parsed.get_backend_name() == "sqlite" and not is_memory(parsed)
+        write_lock = write_lock_for(database_key(parsed)) if file else None
+        self._store = Store(self._engine, serialize=is_memory(parsed), write_lock=write_lock)
         self._wakeup = wakeup_for(database_key(parsed))
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
