@@ -131,10 +131,13 @@ class EmbeddedTransport(Transport):
 
     def get(self, queue: str) -> Delivery | None:
         """One message, handed over at once (its lease runs ``lease_seconds``); ignores the consumer lease
-        of an exclusive queue (for tools and tests)."""
+        of an exclusive queue (for tools and tests). On a sharded group: the oldest of its shards' messages."""
         info = self._store.queue_info(queue, "get")
         if info.shards > 1:
-            raise transport_error(f"queue {queue!r} is a group of {info.shards} shards: get from a shard", "get")
+            shard = self._store.oldest_ready_shard(info)
+            if shard is None:
+                return None
+            info = self._store.queue_info(shard, "get")
         claim = self._store.claim(info, 1, self._lease_seconds)
         if not claim.messages:
             return None
@@ -147,6 +150,7 @@ class EmbeddedTransport(Transport):
         )
 
     def message_count(self, queue: str) -> int:
+        """Ready messages (a sharded group: of all its shards; a delayed retry is not ready before its time)."""
         return self._store.count_ready(queue)
 
     def purge(self, queue: str) -> int:
