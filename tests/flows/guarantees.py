@@ -222,7 +222,7 @@ def duplicates(app: Application, order_views: Mapping[str, OrderView]) -> dict[s
     return wrong
 
 
-_ERP_FAULT_LINE = re.compile(r"\bfault\b.*")
+_ERP_FAULT_LINE = re.compile(r"\]\s+fault\s")
 
 
 def erp_fault_answers(erp: ErpServerProcess) -> list[dict[str, str]]:

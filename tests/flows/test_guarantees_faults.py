@@ -70,6 +70,8 @@ ERP_CLIENT = {
     "retry_budget": CALL_DEADLINE * 1.5,
     "retries": 1,  # one ERP call per try: the consumer's retry schedule does the retrying
 }
+#: 5 faults in a row (0.3^5: 0.2% of windows) open the ERP's breaker: a probe after 2 s, not 30 s
+BREAKER_INTERVAL = 2.0
 #: at most this share of the orders may end dead-lettered (failed)
 DEAD_LETTER_SHARE = 0.02
 SETTLE_TIMEOUT = 600.0 if SOAK else 150.0
@@ -209,7 +211,7 @@ def test_orders_end_confirmed_rejected_or_dead_lettered_under_30_percent_erp_fau
         unique_name,
         transport,
         database,
-        worker={"retry_schedule": SCHEDULE},
+        worker={"retry_schedule": SCHEDULE, "breaker_interval": BREAKER_INTERVAL},
         erp_settings=ERP_CLIENT,
     ) as app:
         run = run_under_faults(app, erp_server, orders=ORDERS, rates=RATES, poison=True, business=True)
@@ -240,7 +242,7 @@ def test_without_the_idempotency_key_late_answers_make_duplicates_and_the_check_
         unique_name,
         transport,
         database,
-        worker={"retry_schedule": SCHEDULE},
+        worker={"retry_schedule": SCHEDULE, "breaker_interval": BREAKER_INTERVAL},
         erp_settings=ERP_CLIENT,
         hooks=TestHooks(safeguards_off=frozenset({"no_idempotency_key"})),
     ) as app:

@@ -59,7 +59,8 @@ def test_an_order_the_erp_created_while_answering_past_the_deadline_is_confirmed
         unique_name,
         transport,
         database,
-        worker={"retry_schedule": SCHEDULE},
+        # the one slow order fails 5 times in a row with no other traffic: the breaker opens; probe every 1 s
+        worker={"retry_schedule": SCHEDULE, "breaker_interval": 1.0},
         erp_settings={
             "call_deadline": CALL_DEADLINE,
             "operation_timeout": CALL_DEADLINE,
