@@ -67,8 +67,9 @@ class Gate(Protocol):
         """Block while the route is paused; False: do not try (the worker is stopping)."""
         ...
 
-    def leave(self, error: BaseException | None) -> None:
-        """The outcome of the try ``enter`` let through."""
+    def leave(self, error: BaseException | None, key: str | None = None) -> None:
+        """The outcome of the try ``enter`` let through; ``key``: the message's id (a message failing
+        again is not one more failure of the back office)."""
         ...
 
 
@@ -243,7 +244,7 @@ def _try(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -
         error = exc
     finally:
         if gate is not None:
-            gate.leave(error)
+            gate.leave(error, delivery.message_id)
     if error is None:
         policy.checkpoint(AFTER_HANDLER)
         delivery.ack()
