@@ -172,7 +172,11 @@ def test_the_old_sleep_and_requeue_dead_letters_orders_in_the_same_outage(
     transport: str,
     database: str,
 ) -> None:
-    """Point 6: ``sleep_retry`` off: the consumer thread pauses and requeues, and the old delivery limit ends it."""
+    """Point 6: ``sleep_retry`` off: the consumer thread pauses and requeues, and the old delivery limit ends it.
+
+    The old code had no circuit breaker either: it is kept shut here (1,000 failures). With the breaker
+    on, a 20 s outage lets only about ten probes through, too few for any message to reach the old
+    limit, so the breaker alone would hide what the delayed retry is for."""
     with guarantee_app(
         request,
         tmp_path,
@@ -182,7 +186,7 @@ def test_the_old_sleep_and_requeue_dead_letters_orders_in_the_same_outage(
         database,
         worker={
             "retry_schedule": OUTAGE_SCHEDULE,
-            "breaker_failures": BREAKER_FAILURES,
+            "breaker_failures": 1000,
             "breaker_interval": BREAKER_INTERVAL,
             **OLD_PAUSES,
         },
@@ -190,6 +194,7 @@ def test_the_old_sleep_and_requeue_dead_letters_orders_in_the_same_outage(
         hooks=TestHooks(safeguards_off=frozenset({"sleep_retry"})),
     ) as app:
         run = run_outage(app, erp_server, orders=OUTAGE_ORDERS, outage=OUTAGE)
+    print("outage, old retry:", run.problems)
     assert any(problem.startswith("dead-lettered:") for problem in run.problems), run.problems
 
 
@@ -281,7 +286,9 @@ def test_a_poison_message_ahead_of_20_good_orders_delays_them_by_one_retry_step_
         unique_name,
         transport,
         database,
-        worker={"retry_schedule": POISON_SCHEDULE, "breaker_failures": 3, "breaker_interval": BREAKER_INTERVAL},
+        # the default 5 failures in a row: the poison's first tries come between good orders (each success
+        # resets the count); once they are done its last 3 tries come alone, and 3 < 5
+        worker={"retry_schedule": POISON_SCHEDULE, "breaker_failures": 5, "breaker_interval": BREAKER_INTERVAL},
         erp_settings={"retries": 1},
     ) as app:
         sync_materials(app.crm, app.erp)
