@@ -330,12 +330,14 @@ class Settlements:
     def of(cls, logs: Sequence[Mapping[str, Any]]) -> Settlements:
         return cls([dict(line) for line in list(logs) if line.get("event") == "message settled"])
 
-    def of_message(self, message_id: str, queue_suffix: str | None = None) -> list[dict[str, Any]]:
+    def of_message(self, message_id: str, route: str | None = None) -> list[dict[str, Any]]:
+        """The lines of ``message_id``, in the queue (or a shard ``.<i>`` of it) of ``route`` if given."""
+        pattern = None if route is None else re.compile(rf"\.{re.escape(route)}(\.\d+)?$")
         return [
             line
             for line in self.lines
             if line.get("message_id") == message_id
-            and (queue_suffix is None or str(line.get("queue", "")).endswith(queue_suffix))
+            and (pattern is None or pattern.search(str(line.get("queue", ""))) is not None)
         ]
 
     def dead_lettered(self) -> set[str]:

@@ -104,6 +104,6 @@ def test_an_order_the_erp_created_while_answering_past_the_deadline_is_confirmed
     assert (failed.failure_reason or "").startswith(f"retries exhausted after {len(SCHEDULE) + 1} tries"), failed
     assert [d.message_id for d in dead] == [message_id], dead
     assert unlogged_dead_letters(dead, logs) == [], "every dead letter has its dead_lettered log line"
-    assert "dead_lettered" in [line["outcome"] for line in settled.of_message(message_id, ".erp.order_placed")]
+    assert "dead_lettered" in [line["outcome"] for line in settled.of_message(message_id, "erp.order_placed")]
     assert replayed.status == OrderStatus.CONFIRMED, replayed
     assert held == {}, f"the ERP holds these orders other than once: {held}"
