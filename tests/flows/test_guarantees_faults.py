@@ -219,6 +219,7 @@ def _report(run: FaultRun) -> dict[str, Any]:
     }
 
 
+@pytest.mark.soak  # SOAK=1 (make soak): full counts and embedded + SQLite too
 @pytest.mark.timeout(900 if SOAK else 240)
 @pytest.mark.parametrize("transport,database", STACKS_CI_ONE)
 def test_orders_end_confirmed_rejected_or_dead_lettered_under_30_percent_erp_faults(

@@ -44,6 +44,7 @@ SCHEDULE = [0.1, 0.2, 0.4, 0.8, 1.6]
 ORDERS = 3
 
 
+@pytest.mark.soak  # SOAK=1 (make soak): full counts and embedded + SQLite too
 @pytest.mark.parametrize("transport,database", STACKS_CI_ONE)
 def test_an_order_the_erp_created_while_answering_past_the_deadline_is_confirmed_once(
     request: pytest.FixtureRequest,

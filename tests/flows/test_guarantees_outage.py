@@ -138,6 +138,7 @@ def run_outage(app: Application, erp: ErpServerProcess, *, orders: int, outage: 
     return run
 
 
+@pytest.mark.soak  # SOAK=1 (make soak): full counts and embedded + SQLite too
 @pytest.mark.timeout(400 if SOAK else 200)
 @pytest.mark.parametrize("transport,database", STACKS_CI_ONE)
 def test_orders_wait_out_an_erp_outage_with_one_probe_per_breaker_interval(
@@ -272,13 +273,20 @@ POISON_SCHEDULE = [0.2, 0.5, 1.0, 2.0, 4.0]
 GOOD = 20
 
 
-def _time_to_confirm(app: Application, order_ids: list[str]) -> float:
-    with Worker(app):
-        started = time.monotonic()
-        wait_settled(app, order_ids, 60.0, settled=(OrderStatus.CONFIRMED,))
-        return time.monotonic() - started
+#: the poison order's quantity: the ERP fails every request whose body holds it (``fault_keys``), set before
+#: the order exists, so that one worker runs the whole test
+POISON_QUANTITY = "7.777"
 
 
+def _time_to_confirm(app: Application, customer_ids: list[str], count: int) -> tuple[list[str], float]:
+    """Place ``count`` good orders (the worker running); their ids and the seconds until all are confirmed."""
+    started = time.monotonic()
+    order_ids = place(app, customer_ids, count)
+    wait_settled(app, order_ids, 60.0, settled=(OrderStatus.CONFIRMED,))
+    return order_ids, time.monotonic() - started
+
+
+@pytest.mark.soak  # SOAK=1 (make soak): full counts and embedded + SQLite too
 @pytest.mark.parametrize("transport,database", STACKS_CI_ONE)
 def test_a_poison_message_ahead_of_20_good_orders_delays_them_by_one_retry_step_at_most(
     request: pytest.FixtureRequest,
@@ -302,15 +310,14 @@ def test_a_poison_message_ahead_of_20_good_orders_delays_them_by_one_retry_step_
     ) as app:
         sync_materials(app.crm, app.erp)
         customer_ids = customers(app, 5, prefix="Poison")
-        _time_to_confirm(app, place(app, customer_ids, len(customer_ids)))  # customers into the ERP, links checked
-        # without the poison: the same number of orders of the same customers
-        baseline = _time_to_confirm(app, place(app, customer_ids, GOOD))
-        (poison,) = place(app, customer_ids, 1)  # first in the queue
-        good = place(app, customer_ids, GOOD)
-        erp_server.set_faults(fault_keys=[poison])
+        erp_server.set_faults(fault_keys=[f"<KWMENGE>{POISON_QUANTITY}</KWMENGE>"])
         with structlog.testing.capture_logs() as logs, Worker(app) as worker:
+            _time_to_confirm(app, customer_ids, len(customer_ids))  # customers into the ERP, links checked
+            # without the poison: the same number of orders of the same customers
+            _, baseline = _time_to_confirm(app, customer_ids, GOOD)
             started = time.monotonic()
-            wait_settled(app, good, 60.0, settled=(OrderStatus.CONFIRMED,))
+            (poison,) = place(app, customer_ids, 1, ("MAT-1002", POISON_QUANTITY, None, None))  # first in the queue
+            good, _ = _time_to_confirm(app, customer_ids, GOOD)
             with_poison = time.monotonic() - started
             wait_settled(app, [poison], 60.0)
             breaker = worker.breakers.of("erp")
