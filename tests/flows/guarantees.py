@@ -26,6 +26,8 @@ from backoffice.erp.process import ErpServerProcess
 from canonical_model import OrderStatus
 from canonical_model.envelope import Envelope
 from connectors.base import HEADER_ERROR_REASON, HEADER_ORIGINAL_ROUTING_KEY, OutgoingMessage
+from connectors.erp import ErpClient
+from connectors.erp.settings import ErpSettings
 from crm_core.models import OutboxRow
 from crm_core.schemas import NewCustomer, OrderView
 from esb.app import Application
@@ -195,18 +197,19 @@ def percentile(values: Iterable[float], fraction: float) -> float:
 
 
 def erp_orders_by_crm_id(app: Application) -> Counter[str]:
-    """How many sales orders the ERP holds per CRM order id (its BSTKD), read with GetSalesOrdersChangedSince.
-
-    Call with the ERP's misbehaviour off (its own client would see the faults)."""
+    """How many sales orders the ERP holds per CRM order id (its BSTKD), read with GetSalesOrdersChangedSince
+    through a client of its own with the default deadline and retries (the application's may be scaled down
+    to 1 s and one try). Call with the ERP's misbehaviour off."""
     held: Counter[str] = Counter()
     since = 0
-    while True:
-        batch = app.erp.sales_orders_changed_since(since, 500)
-        for item in batch.items:
-            held[str(item.get("BSTKD"))] += 1
-        if not batch.more or batch.last_seq <= since:
-            return held
-        since = batch.last_seq
+    with ErpClient(ErpSettings(url=app.settings.erp.url)) as erp:
+        while True:
+            batch = erp.sales_orders_changed_since(since, 200)
+            for item in batch.items:
+                held[str(item.get("BSTKD"))] += 1
+            if not batch.more or batch.last_seq <= since:
+                return held
+            since = batch.last_seq
 
 
 def duplicates(app: Application, order_views: Mapping[str, OrderView]) -> dict[str, int]:
