@@ -30,6 +30,7 @@ from connectors.breaker import BreakerState
 from crm_core.schemas import OrderView
 from esb import app as esb_app
 from esb.app import Application
+from esb.config import DEFAULT_RETRY_SCHEDULE
 from esb.test_hooks import TestHooks
 from esb.worker import Worker
 from flows.material_sync import sync_materials
@@ -55,9 +56,12 @@ from tests.flows.guarantees import (
 
 # -- the outage ---------------------------------------------------------------------------------------------
 
-#: the default retry schedule (1 s, 5 s, 30 s, 2 min, 10 min) scaled by 1/10, as is the outage
-OUTAGE_SCHEDULE = [0.1, 0.5, 3.0, 12.0, 60.0]
-OUTAGE = 60.0 if SOAK else 20.0
+#: time in the outage test runs this many times faster than in production
+SCALE = 10
+#: the product's default retry schedule (1 s, 5 s, 30 s, 2 min, 10 min) scaled down: [0.1, 0.5, 3, 12, 60]
+OUTAGE_SCHEDULE = [step / SCALE for step in DEFAULT_RETRY_SCHEDULE]
+#: 20 s (200 s at full scale); SOAK: 60 s, the ten minutes the default schedule must outlast
+OUTAGE = 600.0 / SCALE if SOAK else 20.0
 BREAKER_INTERVAL = 2.0
 BREAKER_FAILURES = 3
 #: probe calls a breaker may let through beyond one per interval (the interval's edges, two routes' timing)
@@ -149,6 +153,7 @@ def test_orders_wait_out_an_erp_outage_with_one_probe_per_breaker_interval(
     transport: str,
     database: str,
 ) -> None:
+    assert sum(OUTAGE_SCHEDULE) >= OUTAGE, "the scaled schedule outlasts the scaled outage, as 13.6 min do 10 min"
     with guarantee_app(
         request,
         tmp_path,
