@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog
@@ -28,7 +27,6 @@ from backoffice.erp.process import ErpServerProcess
 from canonical_model import OrderStatus
 from connectors.breaker import BreakerState
 from crm_core.schemas import OrderView
-from esb import app as esb_app
 from esb.app import Application
 from esb.config import DEFAULT_RETRY_SCHEDULE
 from esb.test_hooks import TestHooks
@@ -230,14 +228,6 @@ def test_a_handler_three_heartbeats_long_completes_once_without_redelivery(
     transport: str,
     database: str,
 ) -> None:
-    build = esb_app.create_transport
-
-    def with_short_lease(name: str, **options: Any) -> Any:
-        if name == "embedded":
-            options["lease_seconds"] = LEASE
-        return build(name, **options)
-
-    monkeypatch.setattr(esb_app, "create_transport", with_short_lease)
     with guarantee_app(
         request,
         tmp_path,
@@ -247,6 +237,7 @@ def test_a_handler_three_heartbeats_long_completes_once_without_redelivery(
         database,
         erp_settings={"call_deadline": 9.0, "operation_timeout": 9.0, "retry_budget": 20.0},
         rabbitmq_heartbeat=HEARTBEAT,
+        embedded_lease_seconds=LEASE,
     ) as app:
         sync_materials(app.crm, app.erp)
         (customer_id,) = customers(app, 1, prefix="Slow Handler")
