@@ -35,7 +35,7 @@ CI = SoakCounts(
     latency_ms=20,
     place_seconds=8.0,
     kill_gap=(1.5, 3.0),
-    chaos_timeout=60.0,
+    chaos_timeout=120.0,
     settle_timeout=90.0,
 )
 FULL = SoakCounts(
