@@ -10,12 +10,13 @@ its admin endpoint) serves every variant; the same ``--customers`` customers (cr
 synced to the ERP by the worker before timing) and the same materials are used throughout.
 
 - ``N workers``: N ``esb worker`` processes with the product's defaults (in-route concurrency 1, the
-  default number of shards), on RabbitMQ + a fresh PostgreSQL database (``--transport rabbitmq``) or the
-  embedded transport + SQLite files (``--transport embedded``). A warm-up (one order per customer,
-  until every worker has settled an order or 60 s passed) precedes the timing, so that connections,
-  shard ownership and the per-process customer check are in place. Timed: from the first
-  ``CrmService.place_order`` to the moment every one of ``--orders`` orders is confirmed or rejected
-  in the CRM (polled every 20 ms). The CRM's work (order row + outbox, the outcome route) is inside.
+  default number of shards unless ``--shards`` says otherwise), on RabbitMQ + a fresh PostgreSQL
+  database (``--transport rabbitmq``) or the embedded transport + SQLite files (``--transport
+  embedded``). A warm-up (one order per customer, until every worker has settled an order or 60 s
+  passed) precedes the timing, so that connections, shard ownership and the per-process customer
+  check are in place. Timed: from the first ``CrmService.place_order`` to the moment every one of
+  ``--orders`` orders is confirmed or rejected in the CRM (polled every 20 ms). The CRM's work (order
+  row + outbox, the outcome route) is inside.
 - ``raw sequential``: one plain ``zeep.Client`` (its own keep-alive ``requests.Session``) calling
   CreateSalesOrder ``--orders`` times, each with a fresh idempotency key, the same customers and
   materials; ``raw N threads``: ``--raw-threads`` threads, each with its own client, sharing the orders.
@@ -336,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=int, default=20, help="added to every ERP call (ERP admin latency_ms)")
     parser.add_argument("--customers", type=int, default=40)
     parser.add_argument("--raw-threads", type=int, default=4)
+    parser.add_argument(
+        "--shards", type=int, default=None, help="shard queues per route (worker.shards); default: the product's"
+    )
     parser.add_argument("--transport", choices=("rabbitmq", "embedded"), default="rabbitmq")
     parser.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/%2F", help="RabbitMQ")
     parser.add_argument(
@@ -356,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         f"full flow: {args.orders} orders x {args.runs} runs per variant; {backend}; ERP latency "
         f"{args.latency_ms} ms per call; {args.customers} customers; workers with product defaults "
-        "(in-route concurrency 1, default shards); variant order reversed every other run"
+        f"(in-route concurrency 1, {'default' if args.shards is None else args.shards} shards); variant order "
+        "reversed every other run"
     )
     results: dict[str, list[float]] = {v: [] for v in variants}
     with (
@@ -374,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "ESB_ERP__URL": erp.url,
                 "ESB_WORKER__MATERIAL_SYNC_SECONDS": "0",
             }
+            if args.shards is not None:
+                env["ESB_WORKER__SHARDS"] = str(args.shards)
             engine = create_db_engine(db_env["ESB_DATABASE_URL"])
             upgrade(engine)
             environment = Environment(env, CrmService(session_factory(engine)), engine, work)
