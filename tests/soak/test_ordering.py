@@ -53,9 +53,15 @@ ROUTE = "erp.customer_sync"
 KILL_AT = 0.4
 #: injected server faults on UpdateCustomer in the fault run
 FAULT_RATE = 0.1
-#: short retry steps for the test (the product's default starts at 1 s and reaches 10 min), and a breaker
+#: 4 shards (one per worker at full counts); short shard leases, so that the killed worker's shards move
+#: within seconds; short retry steps (the product's default starts at 1 s and reaches 10 min); a breaker
 #: that would reopen quickly should 10% faults ever trip it
-WORKER_ENV = {"ESB_WORKER__RETRY_SCHEDULE": "[0.2, 0.5, 1.0, 2.0, 4.0]", "ESB_WORKER__BREAKER_INTERVAL": "2"}
+WORKER_ENV = {
+    "ESB_WORKER__SHARDS": "4",
+    "ESB_WORKER__SHARD_LEASE_SECONDS": "4",
+    "ESB_WORKER__RETRY_SCHEDULE": "[0.2, 0.5, 1.0, 2.0, 4.0]",
+    "ESB_WORKER__BREAKER_INTERVAL": "2",
+}
 
 COUNTS = SoakCounts.pick(
     ci=SoakCounts(orders=0, customers=40, workers=2, random_kills=1, settle_timeout=120.0),
