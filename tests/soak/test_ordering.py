@@ -170,7 +170,7 @@ class OrderingRun:
                 for worker in workers:
                     worker.wait_running(60.0)
                 if self.faults:
-                    erp.set_faults(fault_rate=FAULT_RATE, operations=["UpdateCustomer"])
+                    erp.set_faults(fault_rate=FAULT_RATE, fault_operations=["UpdateCustomer"])
                 changes = Changes(erp)
                 start = time.monotonic()
                 self._create_and_update(app, workers, expected_changes)
@@ -181,7 +181,7 @@ class OrderingRun:
                 while not self._maybe_kill(workers, expected_changes) and time.monotonic() < kill_deadline:
                     time.sleep(0.1)
                 self._wait_done(app, changes, start)
-                erp.set_faults(fault_rate=0.0, operations=[])
+                erp.set_faults(fault_rate=0.0, fault_operations=[])
                 # let what is still queued (a redelivery after the kill) run, so a late repeat shows
                 deadline = time.monotonic() + 10.0
                 while time.monotonic() < deadline and not queues_empty(app):
@@ -195,7 +195,7 @@ class OrderingRun:
             for worker in workers:
                 worker.kill()
                 worker.stop()
-            erp.set_faults(fault_rate=0.0, operations=[])
+            erp.set_faults(fault_rate=0.0, fault_operations=[])
 
     def _create_and_update(self, app: Application, workers: Sequence[WorkerProcess], expected: int) -> None:
         """Each customer: create, then ``UPDATES`` updates right away; the kill may come meanwhile."""
