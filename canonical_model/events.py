@@ -2,7 +2,8 @@
 
 | type | data |
 |---|---|
-| customer.created | ``Customer`` |
+| customer.created | ``Customer`` (``version`` 1) |
+| customer.updated | ``Customer``: the whole record after the change, with its new ``version`` |
 | order.placed | ``SalesOrder`` |
 | order.confirmed | ``OrderConfirmed`` |
 | order.rejected | ``OrderRejected`` |
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 CUSTOMER_CREATED = "customer.created"
+CUSTOMER_UPDATED = "customer.updated"
 ORDER_PLACED = "order.placed"
 ORDER_CONFIRMED = "order.confirmed"
 ORDER_REJECTED = "order.rejected"

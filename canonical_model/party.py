@@ -44,6 +44,13 @@ class Customer(BaseModel):
     payment_terms_days: int = Field(default=30, ge=0, le=365)
     addresses: list[Address] = Field(min_length=1)
     contacts: list[Contact] = Field(default_factory=list)
+    version: int = Field(
+        default=1,
+        ge=1,
+        le=2_147_483_647,
+        description="the CRM's version of the record: 1 on create, one more per update (a consumer applies "
+        "a customer's snapshot only if it is newer than the one it applied last)",
+    )
 
 
 __all__ = ["Address", "Contact", "Customer"]

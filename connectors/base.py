@@ -234,13 +234,17 @@ def delay_ms(delay: float) -> int:
 
 @dataclass(frozen=True)
 class OutgoingMessage:
+    """One message to publish.
+
+    ``partition_key``: what keeps messages in order across competing consumers (the envelope's
+    subject, i.e. the customer key); ``None`` when the message has none (the message id then serves).
+    """
+
     routing_key: str
     body: bytes
     message_id: str
     headers: Mapping[str, HeaderValue] = field(default_factory=dict)
     content_type: str = "application/cloudevents+json"
-    #: keeps related messages (one customer's) on one shard and in order: the envelope's subject; the
-    #: transports use the message id when it is ``None`` (``HEADER_PARTITION_KEY``)
     partition_key: str | None = None
 
 

@@ -73,6 +73,8 @@ class CustomerRow(Base):
     currency: Mapped[str] = mapped_column(String(3))
     credit_limit: Mapped[Decimal] = mapped_column(Money)
     payment_terms_days: Mapped[int] = mapped_column(Integer)
+    #: 1 on create, one more per update, in the transaction of the change and its event
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -211,6 +213,23 @@ class ProcessedMessage(Base):
     consumer: Mapped[str] = mapped_column(String(80), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ErpCustomerVersion(Base):
+    """The newest customer version the ERP customer sync has claimed for a customer (before its ERP call).
+
+    A version is sent to the ERP only when it is at least the claimed one, so an older snapshot never
+    follows a newer one there; ``skipped`` counts the older ones the sync left out.
+    """
+
+    __tablename__ = "erp_customer_versions"
+
+    customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    #: the message that claimed ``version``
+    message_id: Mapped[str] = mapped_column(String(64))
+    skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class SyncCursor(Base):

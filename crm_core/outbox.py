@@ -3,6 +3,13 @@
 Nothing committed is lost: a row is marked published only after the transport confirmed it, so a
 crash between the two publishes it again (consumers are idempotent on the message id).
 
+In order: rows are published oldest first (``seq``), one relay at a time however many worker
+processes run one (``OutboxRelay``), so one subject's events reach a queue in the order their
+transactions committed them. Rows of one subject written by concurrent transactions are ordered
+by ``seq``, which is handed out at insert time: that is their commit order only if the writers of
+one subject are serialised (e.g. by a lock on the customer's row); two orders placed at once for
+one customer may reach the route either way round.
+
 A row whose event type no queue is bound to is *parked* (``parked_at``, ``park_reason``) in the
 same transaction that marks the rest of its batch published: it no longer blocks the relay, is
 not published again, and waits until an operator binds a route and releases it
@@ -11,6 +18,8 @@ not published again, and waits until an operator binds a route and releases it
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -18,11 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from canonical_model.envelope import Envelope
-from canonical_model.errors import Unroutable
+from canonical_model.errors import EsbError, Unroutable
+from canonical_model.truncation import truncate
 from crm_core.models import OutboxRow, utcnow
 
 log = structlog.get_logger(__name__)
@@ -36,6 +46,8 @@ class PendingEvent:
     message_id: str
     event_type: str
     body: bytes
+    #: the envelope's subject (the customer key), the message's partition key; None if it has none
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,62 +92,199 @@ def add_event(session: Session, envelope: Envelope) -> None:
     )
 
 
-class OutboxRelay:
-    """Moves committed outbox rows to the transport, oldest first."""
+#: the PostgreSQL advisory lock (transaction level) a relay holds while it publishes a batch: one
+#: relay at a time, whatever the number of worker processes ("esbrelay" in ASCII, a positive bigint)
+RELAY_LOCK_KEY = 0x657362_72656C6179
 
-    def __init__(self, sessions: sessionmaker[Session], publish: Publisher, *, batch_size: int = 500) -> None:
+#: the crash points of the relay (``checkpoint(name)``): after the transport confirmed a batch and
+#: before its rows are marked; after the marks committed
+AFTER_CONFIRM = "relay.after_confirm"
+AFTER_MARK = "relay.after_mark"
+
+
+def _no_checkpoint(name: str) -> None:
+    """The default ``checkpoint``: nothing happens at a crash point."""
+
+
+class ErrorPause:
+    """The pause after a failed batch: ``first`` seconds, doubling with each consecutive failure up to
+    ``cap``; a success starts over. Also counts the failures of the current streak."""
+
+    def __init__(self, *, first: float = 0.5, cap: float = 5.0) -> None:
+        if not 0 < first <= cap:
+            raise ValueError("need 0 < first <= cap")
+        self.first = first
+        self.cap = cap
+        #: consecutive failures so far (0 after a success)
+        self.failures = 0
+
+    def failed(self) -> float:
+        """Record a failure; the seconds to wait before the next try."""
+        self.failures += 1
+        return float(min(self.cap, self.first * 2 ** min(self.failures - 1, 60)))
+
+    def succeeded(self) -> int:
+        """Record a success; how many failures the streak it ends had."""
+        failures, self.failures = self.failures, 0
+        return failures
+
+
+class _FileLock:
+    """An exclusive, non-blocking ``flock`` on a file: the relays of every process on one SQLite file
+    take turns through it (the kernel drops it with a dead process). Not the database's write lock: that
+    would hold every CRM writer while a batch is published (up to the publish timeout with a broker down)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _engine_of(sessions: sessionmaker[Session]) -> Engine | None:
+    bind = sessions.kw.get("bind")
+    return bind if isinstance(bind, Engine) else None
+
+
+class OutboxRelay:
+    """Moves committed outbox rows to the transport, oldest first, one relay at a time.
+
+    Order: each batch is the oldest pending rows, published in ``seq`` order, and marked only after
+    the transport confirmed it; several relays (worker processes) on one database take turns (on
+    PostgreSQL a transaction-level advisory lock, ``RELAY_LOCK_KEY``; on SQLite an ``flock`` on
+    ``<database file>.relay-lock``), so no relay publishes later rows while another still publishes
+    earlier ones: the events of one subject reach a queue in the order they were committed.
+
+    Once: a row is published once, unless the process dies (or the transport fails) between the
+    confirm and the mark; then its batch is published again and consumers dedupe by message id.
+
+    Test hooks, passed in: ``checkpoint(name)`` is called at ``AFTER_CONFIRM`` and ``AFTER_MARK``;
+    ``mark_before_publish=True`` switches the safeguard off (rows are marked and committed *before*
+    they are published: a crash in between loses them), so tests can show they catch that loss.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        publish: Publisher,
+        *,
+        batch_size: int = 500,
+        checkpoint: Callable[[str], None] = _no_checkpoint,
+        mark_before_publish: bool = False,
+    ) -> None:
         self._sessions = sessions
         self._publish = publish
         self._batch_size = batch_size
+        self._checkpoint = checkpoint
+        self._mark_before_publish = mark_before_publish
+        engine = _engine_of(sessions)
+        self._dialect = engine.dialect.name if engine is not None else ""
+        database = engine.url.database if engine is not None else None
+        self._file_lock = (
+            _FileLock(f"{database}.relay-lock")
+            if self._dialect == "sqlite" and database and database != ":memory:"
+            else None
+        )
 
     def relay_once(self) -> int:
         """Publish one batch of pending events, oldest first; returns how many were published.
 
         Events the transport could not route are parked (not counted); the rest of the batch is
         marked published in the same transaction. Any other publishing error propagates with
-        nothing marked: the whole batch is published again next time.
+        nothing marked: the whole batch is published again next time. 0 while another relay holds
+        the turn.
         """
-        return self._relay_batch()[0]
+        done = self._relay_turn()
+        return done[0] if done is not None else 0
 
-    def _relay_batch(self) -> tuple[int, int]:
-        """One batch: (events published, events parked)."""
-        with self._sessions() as session, session.begin():
-            query = select(OutboxRow).where(_pending()).order_by(OutboxRow.seq).limit(self._batch_size)
-            if session.bind is not None and session.bind.dialect.name == "postgresql":
-                # Two relays must not publish the same rows at the same time.
-                query = query.with_for_update(skip_locked=True)
-            rows = session.scalars(query).all()
-            if not rows:
-                return 0, 0
-            events = [PendingEvent(row.seq, row.message_id, row.event_type, row.body.encode()) for row in rows]
+    def _relay_turn(self) -> tuple[int, int] | None:
+        """One batch if this relay gets the turn: (events published, events parked); None if another has it."""
+        if self._file_lock is not None:
+            if not self._file_lock.try_acquire():
+                return None
             try:
-                self._publish(events)
-                unrouted: set[str] = set()
-            except Unroutable as exc:
-                unrouted = set(exc.message_ids) & {event.message_id for event in events}
-                if not unrouted:  # names none of this batch: not an answer about it; publish it all again
-                    raise
-            published = [event.seq for event in events if event.message_id not in unrouted]
-            parked = [event for event in events if event.message_id in unrouted]
-            now = utcnow()
-            if published:
-                session.execute(update(OutboxRow).where(OutboxRow.seq.in_(published)).values(published_at=now))
-            by_type: defaultdict[str, list[int]] = defaultdict(list)
-            for event in parked:
-                by_type[event.event_type].append(event.seq)
-            for event_type, seqs in by_type.items():
-                session.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.seq.in_(seqs))
-                    .values(parked_at=now, park_reason=park_reason(event_type))
-                )
-        for event in parked:  # after the commit: a parked row is logged once
-            log.warning(
-                "outbox event parked: no route is bound to its type",
-                message_id=event.message_id,
-                event_type=event.event_type[:80],
+                return self._relay_batch()
+            finally:
+                self._file_lock.release()
+        return self._relay_batch()
+
+    def _take_turn(self, session: Session) -> bool:
+        if self._dialect != "postgresql":
+            return True
+        return bool(session.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))))
+
+    def _pending_rows(self, session: Session) -> list[PendingEvent]:
+        query = select(OutboxRow).where(_pending()).order_by(OutboxRow.seq).limit(self._batch_size)
+        return [
+            PendingEvent(row.seq, row.message_id, row.event_type, row.body.encode(), row.subject)
+            for row in session.scalars(query)
+        ]
+
+    def _publish_batch(self, events: Sequence[PendingEvent]) -> set[str]:
+        """Publish ``events``; the message ids of those the transport could not route."""
+        try:
+            self._publish(events)
+        except Unroutable as exc:
+            unrouted = set(exc.message_ids) & {event.message_id for event in events}
+            if not unrouted:  # names none of this batch: not an answer about it; publish it all again
+                raise
+            return unrouted
+        return set()
+
+    def _relay_batch(self) -> tuple[int, int] | None:
+        if self._mark_before_publish:
+            return self._relay_batch_marked_first()
+        with self._sessions() as session, session.begin():
+            if not self._take_turn(session):
+                return None
+            events = self._pending_rows(session)
+            if not events:
+                return 0, 0
+            unrouted = self._publish_batch(events)
+            self._checkpoint(AFTER_CONFIRM)
+            published, parked = _mark(session, events, unrouted)
+        self._checkpoint(AFTER_MARK)
+        _log_parked(parked)
+        return published, len(parked)
+
+    def _relay_batch_marked_first(self) -> tuple[int, int] | None:
+        """The safeguard switched off (tests only): mark and commit, then publish. Loses the batch if
+        the process dies before the confirm; the turn is not held while publishing."""
+        with self._sessions() as session, session.begin():
+            if not self._take_turn(session):
+                return None
+            events = self._pending_rows(session)
+            if not events:
+                return 0, 0
+            _mark(session, events, set())
+        self._checkpoint(AFTER_MARK)
+        unrouted = self._publish_batch(events)
+        self._checkpoint(AFTER_CONFIRM)
+        if not unrouted:
+            return len(events), 0
+        with self._sessions() as session, session.begin():
+            session.execute(
+                update(OutboxRow).where(OutboxRow.message_id.in_(sorted(unrouted))).values(published_at=None)
             )
-        return len(published), len(parked)
+            _, parked = _mark(session, [e for e in events if e.message_id in unrouted], unrouted)
+        _log_parked(parked)
+        return len(events) - len(parked), len(parked)
 
     def pending(self) -> int:
         """Rows still to relay (neither published nor parked)."""
@@ -143,17 +292,76 @@ class OutboxRelay:
             query = select(func.count()).select_from(OutboxRow).where(_pending())
             return int(session.scalar(query) or 0)
 
-    def run(self, stop: threading.Event, *, idle_interval: float = 0.05, error_interval: float = 1.0) -> None:
-        """Relay until ``stop`` is set; a failed batch is retried after ``error_interval``."""
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        idle_interval: float = 0.05,
+        busy_interval: float = 0.2,
+        error_pause: ErrorPause | None = None,
+        log_every: int = 20,
+    ) -> None:
+        """Relay until ``stop`` is set.
+
+        Waits ``idle_interval`` seconds when there was less than a full batch, ``busy_interval`` when
+        another relay has the turn. A failed batch (broker or database gone) is tried again after
+        ``error_pause`` (default: 0.5 s doubling to 5 s, reset by a success); a failure streak is
+        logged at WARNING at its first failure and then at every ``log_every``-th, and its end at INFO.
+        """
+        pause = error_pause or ErrorPause()
         while not stop.is_set():
             try:
-                published, parked = self._relay_batch()
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                stop.wait(error_interval)
+                done = self._relay_turn()
+            except Exception as exc:
+                delay = pause.failed()
+                if pause.failures == 1 or pause.failures % log_every == 0:
+                    log.warning(
+                        "outbox relay failed; retrying",
+                        failures=pause.failures,
+                        retry_in=delay,
+                        error=truncate(f"{type(exc).__name__}: {exc}", 300),
+                        exc_info=not isinstance(exc, EsbError),  # not one of ours: a bug, show where
+                    )
+                stop.wait(delay)
                 continue
-            if published + parked < self._batch_size:
+            failures = pause.succeeded()
+            if failures:
+                log.info("outbox relay recovered", failures=failures)
+            if done is None:
+                stop.wait(busy_interval)
+            elif sum(done) < self._batch_size:
                 stop.wait(idle_interval)
+
+    def close(self) -> None:
+        """Release the relay's lock file, if it has one."""
+        if self._file_lock is not None:
+            self._file_lock.close()
+
+
+def _mark(session: Session, events: Sequence[PendingEvent], unrouted: set[str]) -> tuple[int, list[PendingEvent]]:
+    """Mark ``events`` published, those of ``unrouted`` parked instead; (published, the parked ones)."""
+    published = [event.seq for event in events if event.message_id not in unrouted]
+    parked = [event for event in events if event.message_id in unrouted]
+    now = utcnow()
+    if published:
+        session.execute(update(OutboxRow).where(OutboxRow.seq.in_(published)).values(published_at=now))
+    by_type: defaultdict[str, list[int]] = defaultdict(list)
+    for event in parked:
+        by_type[event.event_type].append(event.seq)
+    for event_type, seqs in by_type.items():
+        session.execute(
+            update(OutboxRow).where(OutboxRow.seq.in_(seqs)).values(parked_at=now, park_reason=park_reason(event_type))
+        )
+    return len(published), parked
+
+
+def _log_parked(parked: Sequence[PendingEvent]) -> None:
+    for event in parked:  # after the commit: a parked row is logged once
+        log.warning(
+            "outbox event parked: no route is bound to its type",
+            message_id=event.message_id,
+            event_type=event.event_type[:80],
+        )
 
 
 def parked_events(sessions: sessionmaker[Session], *, limit: int = 1000) -> list[ParkedEvent]:
@@ -183,7 +391,11 @@ def release_parked(sessions: sessionmaker[Session], message_ids: Sequence[str] |
 
 
 __all__ = [
+    "AFTER_CONFIRM",
+    "AFTER_MARK",
     "MAX_PARK_REASON",
+    "RELAY_LOCK_KEY",
+    "ErrorPause",
     "OutboxRelay",
     "ParkedEvent",
     "PendingEvent",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 from canonical_model.order import OrderStatus
 from canonical_model.party import Address, Contact
@@ -66,6 +66,47 @@ class NewCustomer(BaseModel):
     _one_line = field_validator("*")(one_line)
 
 
+class CustomerChanges(BaseModel):
+    """What a caller changes of a customer: only the fields given, checked as ``NewCustomer`` checks them.
+
+    ``addresses`` and ``contacts`` replace the whole list. ``tax_id``, ``email`` and ``phone`` may be
+    given as null (cleared); the other fields may not. At least one field must be given; unknown ones
+    are refused (``id`` and ``version`` belong to the CRM). Raises pydantic's ``ValidationError``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text | None = Field(default=None, min_length=1, max_length=35)
+    tax_id: Text | None = Field(default=None, max_length=20)
+    email: EmailStr | None = None
+    phone: Text | None = Field(default=None, max_length=30)
+    currency: CurrencyCode | None = None
+    credit_limit: Money | None = None
+    payment_terms_days: int | None = Field(default=None, ge=0, le=365)
+    addresses: list[NewAddress] | None = Field(default=None, min_length=1)
+    contacts: list[NewContact] | None = None
+
+    _one_line = field_validator("*")(one_line)
+
+    #: fields a customer must have: given as null they are refused, not cleared
+    REQUIRED: ClassVar[frozenset[str]] = frozenset(
+        {"name", "currency", "credit_limit", "payment_terms_days", "addresses", "contacts"}
+    )
+
+    @model_validator(mode="after")
+    def _something_given(self) -> CustomerChanges:
+        if not self.model_fields_set:
+            raise ValueError("no changes given")
+        cleared = sorted(name for name in self.model_fields_set & self.REQUIRED if getattr(self, name) is None)
+        if cleared:
+            raise ValueError(f"{', '.join(cleared)} cannot be cleared (null)")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The fields given, as plain values (addresses and contacts as dicts)."""
+        return self.model_dump(include=set(self.model_fields_set))
+
+
 class NewOrderLine(BaseModel):
     """An order line; unit and price default to the catalogue's when the product is known there."""
 
@@ -122,6 +163,17 @@ class NewSyncReject(BaseModel):
     record: dict[str, Any]
 
 
+class ErpCustomerVersionView(BaseModel):
+    """The newest customer version the ERP customer sync claimed, by which message, and how many older
+    ones it skipped."""
+
+    customer_id: str
+    version: int
+    message_id: str
+    skipped: int
+    updated_at: datetime
+
+
 class SyncRejectView(BaseModel):
     """A record kept aside by a pull: where from, which, why, how often tried, since when."""
 
@@ -135,6 +187,8 @@ class SyncRejectView(BaseModel):
 
 
 __all__ = [
+    "CustomerChanges",
+    "ErpCustomerVersionView",
     "NewAddress",
     "NewContact",
     "NewCustomer",

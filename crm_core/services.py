@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -28,6 +29,7 @@ from crm_core.models import (
     ContactRow,
     CrossReference,
     CustomerRow,
+    ErpCustomerVersion,
     OrderLineRow,
     OrderRow,
     ProcessedMessage,
@@ -37,7 +39,15 @@ from crm_core.models import (
     utcnow,
 )
 from crm_core.outbox import add_event
-from crm_core.schemas import NewCustomer, NewOrder, NewSyncReject, OrderView, SyncRejectView
+from crm_core.schemas import (
+    CustomerChanges,
+    ErpCustomerVersionView,
+    NewCustomer,
+    NewOrder,
+    NewSyncReject,
+    OrderView,
+    SyncRejectView,
+)
 
 SOURCE = "/crm"
 #: statuses an outcome may still settle: ``failed`` is not final, a replay may confirm or reject it
@@ -46,6 +56,15 @@ UNSETTLED = (OrderStatus.PLACED.value, OrderStatus.FAILED.value)
 FAILURE_REASON_MAX = 1000
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class VersionClaim:
+    """The answer to ``claim_erp_customer_version``: ``claimed``, or not because ``version`` (newer) was."""
+
+    claimed: bool
+    #: the version claimed now (``claimed``), or the newer one claimed before
+    version: int
 
 
 def _new_id(prefix: str) -> str:
@@ -67,6 +86,7 @@ def _customer_model(row: CustomerRow) -> Customer:
             for a in row.addresses
         ],
         contacts=[Contact(name=c.name, email=c.email, phone=c.phone, role=c.role) for c in row.contacts],
+        version=row.version,
     )
 
 
@@ -103,12 +123,105 @@ class CrmService:
                 currency=customer.currency,
                 credit_limit=customer.credit_limit,
                 payment_terms_days=customer.payment_terms_days,
+                version=customer.version,
                 addresses=[AddressRow(position=i, **a.model_dump()) for i, a in enumerate(customer.addresses)],
                 contacts=[ContactRow(position=i, **c.model_dump()) for i, c in enumerate(customer.contacts)],
             )
             session.add(row)
             add_event(session, Envelope.new(events.CUSTOMER_CREATED, customer, source=SOURCE, subject=customer.id))
         return customer
+
+    def update_customer(self, customer_id: str, changes: CustomerChanges | Mapping[str, Any]) -> Customer:
+        """Change the fields given in ``changes`` (``CustomerChanges``: checked as ``NewCustomer``, lists
+        replaced whole); returns the customer after the change, with its version one higher.
+
+        In one transaction: the version moves first (the row is then locked against a concurrent
+        update: two updates get two versions, each snapshot its own), the fields change, and the
+        outbox gets ``customer.updated`` with the whole customer (subject: the customer id).
+        Raises ``NotFound`` for an unknown customer, ``InvalidRequest`` for invalid changes.
+        """
+        given = (changes if isinstance(changes, CustomerChanges) else CustomerChanges.model_validate(changes)).given()
+        with self._sessions() as session, session.begin():
+            bumped: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+                update(CustomerRow)
+                .where(CustomerRow.id == customer_id)
+                .values(version=CustomerRow.version + 1, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            if bumped.rowcount != 1:
+                raise NotFound("customer", customer_id)
+            row = session.get(
+                CustomerRow,
+                customer_id,
+                options=[selectinload(CustomerRow.addresses), selectinload(CustomerRow.contacts)],
+                populate_existing=True,
+            )
+            assert row is not None
+            for name, value in given.items():
+                if name == "addresses":
+                    row.addresses = [AddressRow(position=i, **address) for i, address in enumerate(value)]
+                elif name == "contacts":
+                    row.contacts = [ContactRow(position=i, **contact) for i, contact in enumerate(value)]
+                else:
+                    setattr(row, name, value)
+            customer = _customer_model(row)  # the canonical model checks the whole record once more
+            add_event(session, Envelope.new(events.CUSTOMER_UPDATED, customer, source=SOURCE, subject=customer.id))
+        return customer
+
+    def claim_erp_customer_version(self, customer_id: str, version: int, *, message_id: str) -> VersionClaim:
+        """Claim ``version`` of the customer for the ERP customer sync, before its ERP call.
+
+        One transaction: the claim holds when no newer version was claimed (the claimed version is
+        at most ``version``; the same version again, a redelivery, holds too), and ``version`` and
+        ``message_id`` are recorded. Otherwise nothing is claimed, the customer's ``skipped`` count
+        goes up by one, and the answer names the newer version. Safe against concurrent claims:
+        a compare-and-set UPDATE, or the INSERT of the first claim (a lost race is tried again).
+        """
+        for _ in range(3):
+            try:
+                with self._sessions() as session, session.begin():
+                    return self._claim_version(session, customer_id, version, message_id)
+            except IntegrityError:
+                continue  # a concurrent first claim won the INSERT: compare with it
+        raise InvalidRequest("customer_id", f"{customer_id}: the version claim kept conflicting")
+
+    @staticmethod
+    def _claim_version(session: Session, customer_id: str, version: int, message_id: str) -> VersionClaim:
+        now = utcnow()
+        claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(ErpCustomerVersion)
+            .where(ErpCustomerVersion.customer_id == customer_id, ErpCustomerVersion.version <= version)
+            .values(version=version, message_id=message_id, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount == 1:
+            return VersionClaim(claimed=True, version=version)
+        newer = session.scalar(select(ErpCustomerVersion.version).where(ErpCustomerVersion.customer_id == customer_id))
+        if newer is None:
+            session.add(ErpCustomerVersion(customer_id=customer_id, version=version, message_id=message_id, skipped=0))
+            session.flush()  # a concurrent first claim makes this an IntegrityError: the caller tries again
+            return VersionClaim(claimed=True, version=version)
+        session.execute(
+            update(ErpCustomerVersion)
+            .where(ErpCustomerVersion.customer_id == customer_id)
+            .values(skipped=ErpCustomerVersion.skipped + 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return VersionClaim(claimed=False, version=int(newer))
+
+    def erp_customer_version(self, customer_id: str) -> ErpCustomerVersionView | None:
+        """What the ERP customer sync claimed for the customer (None: nothing yet), and how many it skipped."""
+        with self._sessions() as session:
+            row = session.get(ErpCustomerVersion, customer_id)
+            if row is None:
+                return None
+            return ErpCustomerVersionView(
+                customer_id=row.customer_id,
+                version=row.version,
+                message_id=row.message_id,
+                skipped=row.skipped,
+                updated_at=row.updated_at,
+            )
 
     def get_customer(self, customer_id: str) -> Customer:
         with self._sessions() as session:
@@ -576,4 +689,4 @@ def net_value_differs(total: Decimal, currency: str, confirmed: OrderConfirmed) 
     return confirmed.net_value != total
 
 
-__all__ = ["FAILURE_REASON_MAX", "SOURCE", "UNSETTLED", "CrmService", "net_value_differs"]
+__all__ = ["FAILURE_REASON_MAX", "SOURCE", "UNSETTLED", "CrmService", "VersionClaim", "net_value_differs"]

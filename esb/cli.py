@@ -91,7 +91,7 @@ def demo(ctx: click.Context, timeout: float) -> None:
     settings = _settings(ctx)
     try:
         exit_status = run_demo(settings, timeout=timeout)
-    except (DemoCannotRun, EsbError) as exc:  # what is wrong and how to fix it, or the broker at start
+    except (DemoCannotRun, EsbError, ConfigError) as exc:  # what is wrong and how to fix it, or the broker at start
         raise OneLineError(str(exc)) from exc
     except ErpServerError as exc:  # e.g. its data file is damaged: its own last words say why
         said = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -110,18 +110,17 @@ def worker(ctx: click.Context) -> None:
     """Run the routes, the outbox relay and the material sync until interrupted."""
     from esb.app import Application
     from esb.worker import Worker
-    from flows.material_sync import sync_materials
 
     settings = _settings(ctx)
     try:
         app = Application(settings)
-    except EsbError as exc:  # e.g. the broker unreachable or refusing the password: one line, exit 1
+    except (EsbError, ConfigError) as exc:  # e.g. the broker refusing the password, an unknown route: one line
         raise OneLineError(str(exc)) from exc
     with app:
         try:
-            status(f"material master: {sync_materials(app.crm, app.erp)}")
-        except Exception as exc:  # the worker still starts; the periodic sync retries
-            status(f"material sync failed, will retry: {exc}")
+            status(f"material master: {app.material_sync.run_once()}")
+        except Exception as exc:  # the worker still starts; its material thread retries soon
+            status(f"material sync failed, will retry in {app.material_sync.next_wait():g} s: {str(exc)[:300]}")
         running = Worker(app).start()
 
         def stop(signum: int, frame: FrameType | None) -> None:

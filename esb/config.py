@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails, to_jsonable_python
@@ -37,6 +37,31 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names the setting."""
 
 
+#: the default retry schedule: seconds before each delayed retry of a transient failure; after the
+#: last step the message is dead-lettered (1 s, 5 s, 30 s, 2 min, 10 min: 12 min 16 s in all)
+DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+#: bounds of a retry schedule: steps, and seconds per step
+RETRY_STEPS_MAX = 20
+RETRY_DELAY_MIN = 0.1
+RETRY_DELAY_MAX = 86_400.0
+
+RetrySchedule = Annotated[
+    list[Annotated[float, Field(ge=RETRY_DELAY_MIN, le=RETRY_DELAY_MAX)]],
+    Field(min_length=1, max_length=RETRY_STEPS_MAX),
+]
+
+
+class RouteSettings(BaseModel):
+    """Settings of one route (``[worker.routes."erp.order_placed"]``); unset ones follow the worker's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: seconds before each delayed retry; default: the worker's ``retry_schedule``
+    retry_schedule: RetrySchedule | None = None
+    #: handlers of this route running at once in one worker process
+    concurrency: int = Field(default=1, ge=1, le=64)
+
+
 class WorkerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,6 +75,37 @@ class WorkerSettings(BaseModel):
     requeue_pause_max: float = Field(default=8.0, ge=0, le=60)
     #: bytes of a message body a route parses at all; a larger one is dead-lettered unparsed
     max_message_bytes: int = Field(default=MAX_BODY_BYTES, ge=64 * 1024, le=128 * 1024 * 1024)
+    #: seconds before each delayed retry of a transiently failed message (1 to 20 steps, each
+    #: 0.1 s to 1 day); after the last step the message is dead-lettered
+    retry_schedule: RetrySchedule = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
+    #: per route (by route name, e.g. ``erp.order_placed``): its own retry schedule and concurrency
+    routes: dict[str, RouteSettings] = Field(default_factory=dict)
+    #: shard queues of a sharded route (one customer's events always go to the same shard)
+    shards: int = Field(default=4, ge=1, le=64)
+    #: times a message may kill its consumer (crash, SIGKILL) before it is dead-lettered
+    crash_limit: int = Field(default=5, ge=1, le=1000)
+    #: consecutive transient failures of one back office that open its circuit breaker
+    breaker_failures: int = Field(default=5, ge=1, le=1000)
+    #: seconds an open circuit breaker waits before letting one probe call through (half-open)
+    breaker_interval: float = Field(default=30.0, gt=0, le=3600)
+
+    def route(self, name: str) -> RouteSettings:
+        """The settings of route ``name``: its own, or the defaults (``retry_schedule`` filled in)."""
+        own = self.routes.get(name, RouteSettings())
+        if own.retry_schedule is None:
+            own = own.model_copy(update={"retry_schedule": list(self.retry_schedule)})
+        return own
+
+    def check_route_names(self, known: Sequence[str]) -> None:
+        """``ConfigError`` naming every key of ``routes`` that is not one of the ``known`` route names."""
+        unknown = [name for name in self.routes if name not in known]
+        if unknown:
+            problems = [
+                f"worker.routes.{name[:80]}: unknown route{_did_you_mean(name, known)}" for name in sorted(unknown)
+            ]
+            raise ConfigError(
+                f"invalid configuration: {'; '.join(problems)} (known routes: {', '.join(sorted(known))})"
+            )
 
 
 class EsbSettings(BaseSettings):
@@ -68,6 +124,12 @@ class EsbSettings(BaseSettings):
     #: seconds between attempts; defaults bound the attempts at 3 x 3 + 2 x 1 = 11 s, so that a
     #: failing start (with the process's own start-up, about 2 s) ends within the 15 s the issue allows
     rabbitmq_retry_delay: float = Field(default=1.0, ge=0, le=300)
+    #: seconds of the AMQP heartbeat the client proposes: a connection silent for about two of them is
+    #: dead (0, which turns heartbeats off in pika, is refused)
+    rabbitmq_heartbeat: int = Field(default=30, ge=1, le=600)
+    #: the longest pause (seconds) of a running consumer between reconnect attempts (0.5 s, doubling up
+    #: to this): consumers are back within this of the broker being back
+    rabbitmq_reconnect_max_delay: float = Field(default=2.0, ge=0.5, le=300)
     #: embedded transport's database; default: its own SQLite file in data_dir
     embedded_url: str | None = None
     #: prefix of every exchange and queue name, so that several installations share one broker
@@ -155,6 +217,11 @@ def _setting_env_names() -> list[str]:
     return names
 
 
+#: settings keyed by a name of the user's choosing (``ESB_WORKER__ROUTES__<route>__CONCURRENCY``):
+#: pydantic-settings checks what is under them
+_MAPPING_ENV_PREFIXES = (f"{ENV_PREFIX}WORKER{ENV_NESTED_DELIMITER}ROUTES{ENV_NESTED_DELIMITER}",)
+
+
 def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else ""
@@ -171,7 +238,7 @@ def unknown_environment(environ: Mapping[str, str]) -> list[str]:
         name = variable.upper()  # pydantic-settings matches environment names case-insensitively
         if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
             continue
-        if name not in known:
+        if name not in known and not name.startswith(_MAPPING_ENV_PREFIXES):
             problems.append(f"unknown setting {variable[:100]}{_did_you_mean(name, known)}")
     return problems
 
@@ -262,8 +329,13 @@ def public_settings(settings: EsbSettings) -> dict[str, Any]:
 
 
 __all__ = [
+    "DEFAULT_RETRY_SCHEDULE",
+    "RETRY_DELAY_MAX",
+    "RETRY_DELAY_MIN",
+    "RETRY_STEPS_MAX",
     "ConfigError",
     "EsbSettings",
+    "RouteSettings",
     "WorkerSettings",
     "check_database_url",
     "load_settings",

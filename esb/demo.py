@@ -25,7 +25,6 @@ from esb.config import EsbSettings
 from esb.demo_preflight import check_crm_fits_new_erp, check_erp_knows_crm_links
 from esb.logging import status
 from esb.worker import Worker
-from flows.material_sync import sync_materials
 
 
 @dataclass(frozen=True)
@@ -130,6 +129,8 @@ def wait_for_outcomes(
 
 #: after the total of an order whose ERP net value differs from it
 MISMATCH_MARKER = "!= ERP"
+#: seconds the demo retries a transiently failing first material pull before it gives up
+DEMO_SYNC_RETRY_SECONDS = 30.0
 
 
 def _total(view: OrderView) -> str:
@@ -181,7 +182,8 @@ def run_demo(settings: EsbSettings, *, out: TextIO = sys.stdout, timeout: float 
         )
         with Application(settings) as app, Worker(app):
             check_erp_knows_crm_links(app)  # before any demo data is written
-            products = sync_materials(app.crm, app.erp)
+            # a transient fault (the ERP just started, a 503) is retried for up to 30 s
+            products = app.material_sync.run_retrying(within=DEMO_SYNC_RETRY_SECONDS)
             say(f"material master synced: {products}")
             order_ids = place_demo_orders(app.crm)
             say(f"placed {len(order_ids)} orders for {len(DEMO_CUSTOMERS)} new customers; waiting for the ERP ...")

@@ -20,7 +20,6 @@ from connectors.base import DeliveryHandler
 from connectors.breaker import Breakers
 from connectors.consumer import DeliveryPolicy
 from esb.app import Application
-from flows.material_sync import sync_materials
 from flows.routes import DeadLetterRoute, Route
 
 log = structlog.get_logger(__name__)
@@ -41,13 +40,9 @@ class Worker:
         """How ``route`` settles its deliveries here: its retry schedule (configuration first), the attempt
         journal, the gate of the back offices it calls, and the test hooks (inactive unless a test set them)."""
         settings = self._app.settings.worker
-        override = settings.routes.get(route.name)
-        schedule: list[float] | tuple[float, ...] | None = override.retry_schedule if override else None
-        if schedule is None:
-            schedule = settings.retry_schedule if isinstance(route, Route) else route.retry_schedule
         hooks = self._app.hooks
         return DeliveryPolicy(
-            retry_schedule=tuple(schedule),
+            retry_schedule=self._app.retry_schedule(route),
             crash_limit=settings.crash_limit,
             journal=self._journal,
             gate=self.breakers.gate(route.calls, self._stop),
@@ -90,23 +85,9 @@ class Worker:
         return self
 
     def _sync_materials_every(self, interval: float) -> None:
-        # The first pull is the caller's (esb worker / esb demo do it before starting), so wait first.
-        while not self._stop.wait(interval):
-            try:
-                result = sync_materials(self._app.crm, self._app.erp)
-            except Exception as exc:  # the ERP being down must not stop the worker
-                log.warning("material sync failed", error=str(exc))
-                continue
-            if result.rejected:
-                # each record was logged with its key and reason; CrmService.sync_rejects() lists them
-                log.warning(
-                    "material sync kept records aside",
-                    written=result.written,
-                    rejected=result.rejected,
-                    recovered=result.recovered,
-                )
-            else:
-                log.info("material sync done", written=result.written, recovered=result.recovered)
+        # The first pull is the caller's (esb worker / esb demo do it before starting): this waits first,
+        # the interval after a success, 1 s doubling to 60 s after a failure (esb/material_schedule.py).
+        self._app.material_sync.run(self._stop)
 
     def _spawn(self, name: str, loop: Callable[[], None]) -> None:
         def supervised() -> None:

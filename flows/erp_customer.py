@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from canonical_model.errors import BusinessRejection, MappingError
 from canonical_model.party import Customer
@@ -54,6 +55,14 @@ def verify_link(erp: ErpClient, crm_id: str, kunnr: str, *, correlation_id: str 
         raise StaleCrossReference(SYSTEM, ENTITY, crm_id=crm_id, external_id=kunnr, actual_crm_id=actual or None)
 
 
+@dataclass(frozen=True)
+class ErpCustomer:
+    """The customer's ERP number, and whether this call created the ERP customer (with the snapshot given)."""
+
+    kunnr: str
+    created: bool
+
+
 def ensure_erp_customer(
     crm: CrmService,
     erp: ErpClient,
@@ -61,6 +70,7 @@ def ensure_erp_customer(
     *,
     correlation_id: str | None,
     verified: VerifiedLinks | None = None,
+    claim_message_id: str | None = None,
 ) -> str:
     """The customer's ERP number, creating the ERP customer first if the CRM has no cross-reference.
 
@@ -71,29 +81,52 @@ def ensure_erp_customer(
     With ``verified``, a link the CRM already holds is checked against the ERP once (``verify_link``):
     ``StaleCrossReference`` when the ERP's number now names another customer or none.
 
+    With ``claim_message_id`` (the message that needs the customer), a create first claims the
+    snapshot's version for the ERP customer sync (``CrmService.claim_erp_customer_version``), so that
+    the sync leaves out the older versions it has not sent yet instead of sending them after this one.
+
     Safe to repeat: the ERP's create is idempotent on the CRM id (EXTREF), so a crash between the
     ERP call and the cross-reference write is healed by the redelivery.
     """
+    return erp_customer_of(
+        crm, erp, customer, correlation_id=correlation_id, verified=verified, claim_message_id=claim_message_id
+    ).kunnr
+
+
+def erp_customer_of(
+    crm: CrmService,
+    erp: ErpClient,
+    customer: Customer,
+    *,
+    correlation_id: str | None,
+    verified: VerifiedLinks | None = None,
+    idempotency_key: str | None = None,
+    claim_message_id: str | None = None,
+) -> ErpCustomer:
+    """``ensure_erp_customer``, saying whether this call created the ERP customer; a create carries
+    ``idempotency_key`` (the ERP records it with the snapshot's VERSION)."""
     known = crm.cross_reference(SYSTEM, ENTITY, customer.id)
     if known is not None:
         if verified is not None and (customer.id, known) not in verified:
             verify_link(erp, customer.id, known, correlation_id=correlation_id)
             verified.add((customer.id, known))
-        return known
+        return ErpCustomer(known, created=False)
     mapping = load_mapping("erp_customer")
     try:
         request = mapping.to_target(customer)
     except MappingError as exc:
         # the order route reports fields from the order's point of view: the customer's are under customer.
         raise MappingError(f"{PREFIX}{exc.path}", exc.value, exc.reason, mapping=exc.mapping) from exc
+    if claim_message_id is not None:
+        crm.claim_erp_customer_version(customer.id, customer.version, message_id=claim_message_id)
     try:
-        result = erp.create_customer(request, correlation_id=correlation_id)
+        result = erp.create_customer(request, idempotency_key=idempotency_key, correlation_id=correlation_id)
     except BusinessRejection as exc:
         raise in_canonical_terms(exc, mapping.canonical_path, prefix=PREFIX) from exc
     crm.record_cross_reference(SYSTEM, ENTITY, customer.id, result.kunnr)
     if verified is not None:
         verified.add((customer.id, result.kunnr))  # the ERP just answered for this CRM id
-    return result.kunnr
+    return ErpCustomer(result.kunnr, created=result.created)
 
 
 def in_canonical_terms(
@@ -114,4 +147,13 @@ def in_canonical_terms(
     )
 
 
-__all__ = ["ENTITY", "SYSTEM", "VerifiedLinks", "ensure_erp_customer", "in_canonical_terms", "verify_link"]
+__all__ = [
+    "ENTITY",
+    "SYSTEM",
+    "ErpCustomer",
+    "VerifiedLinks",
+    "ensure_erp_customer",
+    "erp_customer_of",
+    "in_canonical_terms",
+    "verify_link",
+]

@@ -71,7 +71,7 @@ class OrderToErp:
         correlation_id = envelope.correlationid or envelope.id
         outcome: OrderConfirmed | OrderRejected
         try:
-            outcome = self._confirm(order, correlation_id)
+            outcome = self._confirm(order, correlation_id, message_id=envelope.id)
         except MappingError as exc:
             outcome = OrderRejected(order_id=order.id, reason=str(exc), code="MAPPING", field=exc.path)
         except BusinessRejection as exc:
@@ -81,13 +81,19 @@ class OrderToErp:
         self._publish(Envelope.new(kind, outcome, source=SOURCE, cause=envelope, deterministic=True))
 
     @answers_validated("the ERP's answer to CreateSalesOrder")  # OrderConfirmed is built from it
-    def _confirm(self, order: SalesOrder, correlation_id: str) -> OrderConfirmed:
+    def _confirm(self, order: SalesOrder, correlation_id: str, *, message_id: str) -> OrderConfirmed:
         try:
             customer = self._crm.get_customer(order.customer_id)
         except NotFound as exc:
             raise InvalidMessage(f"order {order.id} names a customer the CRM does not know") from exc
+        # a customer created here claims its version: the customer sync then leaves out older ones
         kunnr = ensure_erp_customer(
-            self._crm, self._erp, customer, correlation_id=correlation_id, verified=self._verified_links
+            self._crm,
+            self._erp,
+            customer,
+            correlation_id=correlation_id,
+            verified=self._verified_links,
+            claim_message_id=message_id,
         )
         request = self._mapping.to_target(order, context={"kunnr": kunnr})
         key = request["IDEMPOTENCY_KEY"] if self._idempotency_keys else f"{order.id[:20]}-{uuid.uuid4().hex[:12]}"

@@ -82,10 +82,10 @@ def topology(
     """The exchange, queues and dead letter channel for ``routes`` and ``dead_letter_routes`` under ``namespace``.
 
     ``shards``: queues per route (one customer's events stay in one; see ``QueueSpec``); the dead-letter
-    subscribers have one queue each. ``retry_delays``: every retry step delay (seconds) in use; the
-    routes' own schedules are always included.
+    subscribers have one queue each. ``retry_delays``: every retry step delay (seconds) the routes use
+    (RabbitMQ declares a step queue for each).
     """
-    delays = {*retry_delays, *(d for r in (*routes, *dead_letter_routes) for d in r.retry_schedule)}
+    delays = set(retry_delays)
     return Topology(
         queues=tuple(
             QueueSpec(

@@ -6,9 +6,10 @@ Routes (``base`` is http://host:port):
                                anything else 415), body within max_body_bytes (413 beyond)
     GET  base/erp?wsdl         the WSDL, soap:address pointing at this server
     GET  base/health           200 while the process serves (even during an injected outage)
-    GET|POST base/admin/faults injected misbehaviour (JSON)
-    GET|DELETE base/admin/stats  request counts per operation (JSON); DELETE resets them
+    GET|POST base/admin/faults injected misbehaviour (JSON, misbehaviour.FaultSettings)
+    GET|DELETE base/admin/stats  request counts per operation and of injected misbehaviour (JSON); DELETE resets them
     GET|POST base/admin/wrong-answers  answers given wrong on purpose (JSON, misbehaviour.WrongAnswers)
+    GET  base/admin/customer-changes?kunnr=K&after=SEQ&limit=N  the customer change record (JSON list)
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import binascii
 import functools
 import hmac
 import json
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,11 +29,11 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 import structlog
 
-from backoffice.erp import SERVICE_PATH, faults, soap
+from backoffice.erp import SERVICE_PATH, customers, faults, soap
 from backoffice.erp.contract import Contract
 from backoffice.erp.faults import ErpFault
 from backoffice.erp.limits import RequestLimits
-from backoffice.erp.misbehaviour import Misbehaviour, Stats, WrongAnswers
+from backoffice.erp.misbehaviour import LATE_OPERATIONS, Misbehaviour, Stats, WrongAnswers
 from backoffice.erp.service import ErpService
 
 log = structlog.get_logger(__name__)
@@ -51,6 +54,13 @@ _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 SOAP_MEDIA_TYPE = "text/xml"
 #: SOAP 1.2's media type: such a request is answered soap:VersionMismatch, unread
 SOAP_12_MEDIA_TYPE = "application/soap+xml"
+
+
+class DropConnection(Exception):
+    """Raised by the app to close the connection without any answer (an injected timeout).
+
+    The server (``server.py``) turns it into its own "client disconnected": nothing is written.
+    """
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,10 @@ class ErpApp:
         credentials: tuple[str, str] | None = None,
         listen: tuple[str, int] | None = None,
         limits: RequestLimits | None = None,
+        max_held: int = 4,
     ) -> None:
+        """``max_held``: at most this many requests are held at once by an injected timeout (each holds
+        one of the server's threads); beyond it a request that drew a timeout is served as usual."""
         self.contract = contract
         self.limits = limits or RequestLimits()
         self.service = service
@@ -86,10 +99,13 @@ class ErpApp:
         self._credentials = credentials
         #: the address the server listens on, for the WSDL's soap:address (set once it is known)
         self.listen = listen
+        self._held = threading.BoundedSemaphore(max(1, max_held))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
             reply = self._route(environ)
+        except DropConnection:
+            raise
         except Exception:  # the last line of defence: never a traceback to the caller
             log.exception("request failed")
             reply = Reply(500, b"internal error\n")
@@ -109,6 +125,8 @@ class ErpApp:
             return self._faults(environ, method)
         if path == "/admin/wrong-answers":
             return self._wrong_answers(environ, method)
+        if path == "/admin/customer-changes":
+            return self._customer_changes(environ, method)
         if path == "/admin/stats":
             if method == "DELETE":
                 self.stats.reset()
@@ -179,7 +197,8 @@ class ErpApp:
         limit = self.limits.max_body_bytes
         if length > limit:
             return self._refuse(413, faults.REQUEST_TOO_LARGE, f"request body over {limit} bytes (max_body_bytes)")
-        envelope = soap.read_envelope(self.contract, environ["wsgi.input"].read(length), self.limits)
+        body = environ["wsgi.input"].read(length)
+        envelope = soap.read_envelope(self.contract, body, self.limits)
         if envelope.operation is None:
             self.stats.count("invalid")
         else:
@@ -188,12 +207,32 @@ class ErpApp:
         if refused is not None:
             return refused
         try:
-            if self.misbehaviour.inject_fault():
+            poison = self.misbehaviour.poison_key(body)
+            if poison is not None:
+                self.stats.count_injected("poison")
+                text = f"injected failure of a poison request (admin/faults fault_keys: {soap.clip(poison, 40)})"
+                raise ErpFault(faults.INJECTED_FAULT, text, server=True)
+            chosen = self.misbehaviour.applies_to(envelope.operation)
+            if chosen:
+                self._hold_maybe(envelope.operation)
+            if chosen and self.misbehaviour.inject_malformed():
+                self.stats.count_injected("malformed")
+                return Reply(200, _cut_short(envelope.operation), soap.CONTENT_TYPE)
+            if chosen and self.misbehaviour.inject_fault():
+                self.stats.count_injected("fault")
                 raise ErpFault(faults.INJECTED_FAULT, "injected failure (admin/faults fault_rate)", server=True)
             operation, request = soap.parse_request(self.contract, envelope)
             result = self.service.call(operation, request)
             amend = functools.partial(self.wrong_answers.apply, operation)
-            return Reply(200, soap.response(self.contract, operation, result, amend), soap.CONTENT_TYPE)
+            reply = Reply(200, soap.response(self.contract, operation, result, amend), soap.CONTENT_TYPE)
+            if chosen and operation in LATE_OPERATIONS and self.misbehaviour.inject_late_answer():
+                self.stats.count_injected("late")
+                late_ms = self.misbehaviour.settings.late_answer_ms
+                log.info("answer held after the commit (injected late answer)", operation=operation, ms=late_ms)
+                time.sleep(late_ms / 1000)
+            return reply
+        except DropConnection:
+            raise
         except ErpFault as refusal:
             log.info(
                 "fault",
@@ -208,6 +247,26 @@ class ErpApp:
             failure = ErpFault(faults.INTERNAL_ERROR, "the ERP failed to process the request", server=True)
             return Reply(500, soap.fault(self.contract, failure), soap.CONTENT_TYPE)
 
+    def _hold_maybe(self, operation: str | None) -> None:
+        """An injected timeout: hold the request ``timeout_ms`` without an answer, then ``DropConnection``.
+
+        At most ``max_held`` requests are held at once (each holds a server thread); past that the
+        request goes on as if no timeout had been drawn, so held requests never starve the others.
+        """
+        if not self.misbehaviour.inject_timeout():
+            return
+        if not self._held.acquire(blocking=False):
+            log.info("injected timeout skipped: too many requests held already", operation=operation)
+            return
+        try:
+            self.stats.count_injected("timeout")
+            hold_ms = self.misbehaviour.settings.timeout_ms
+            log.info("request held without an answer (injected timeout)", operation=operation, ms=hold_ms)
+            time.sleep(hold_ms / 1000)
+        finally:
+            self._held.release()
+        raise DropConnection
+
     def _faults(self, environ: WSGIEnvironment, method: str) -> Reply:
         if method == "POST":
             try:
@@ -218,10 +277,27 @@ class ErpApp:
                 settings = self.misbehaviour.update(changes)
             except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 return _json(400, {"error": str(exc)})
-            log.info("misbehaviour changed", **settings.as_json())
+            shown = {key: value for key, value in settings.as_json().items() if key != "fault_keys"}
+            log.info("misbehaviour changed", **shown, fault_keys=len(settings.fault_keys))
         elif method != "GET":
             return Reply(405, b"GET or POST\n", headers=(("Allow", "GET, POST"),))
         return _json(200, self.misbehaviour.settings.as_json())
+
+    def _customer_changes(self, environ: WSGIEnvironment, method: str) -> Reply:
+        """``[{"seq", "kunnr", "version", "message_id", "operation", "applied_at"}, ...]`` oldest first;
+        query: ``kunnr`` (one customer), ``after`` (seq, default 0), ``limit`` (1..10,000, default 1,000)."""
+        if method != "GET":
+            return Reply(405, b"GET\n", headers=(("Allow", "GET"),))
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")[:2000], max_num_fields=10)
+        try:
+            kunnr = query["kunnr"][0][:10] if "kunnr" in query else None
+            after = int(query.get("after", ["0"])[0])
+            limit = int(query.get("limit", ["1000"])[0])
+        except ValueError as exc:
+            return _json(400, {"error": soap.clip(str(exc), 200)})
+        if not 1 <= limit <= customers.MAX_CHANGES_PAGE:
+            return _json(400, {"error": f"limit must be between 1 and {customers.MAX_CHANGES_PAGE}"})
+        return _json(200, self.service.customer_changes(kunnr, after=after, limit=limit))
 
     def _wrong_answers(self, environ: WSGIEnvironment, method: str) -> Reply:
         if method == "POST":
@@ -237,4 +313,13 @@ class ErpApp:
         return _json(200, self.wrong_answers.as_json())
 
 
-__all__ = ["ErpApp", "Reply"]
+def _cut_short(operation: str | None) -> bytes:
+    """A SOAP answer cut off in the middle of a tag: HTTP 200, but not well-formed XML."""
+    name = operation or "Unknown"
+    return (
+        f"<?xml version='1.0' encoding='UTF-8'?>\n<soap:Envelope xmlns:soap=\"{soap.SOAP_ENV}\"><soap:Body>"
+        f'<erp:{name}Response xmlns:erp="urn:crm-esb:erp:v1"><'
+    ).encode()
+
+
+__all__ = ["DropConnection", "ErpApp", "Reply"]

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -182,15 +183,37 @@ class ErpServerProcess:
     # -- admin -----------------------------------------------------------------------------
 
     def set_faults(
-        self, *, fault_rate: float | None = None, latency_ms: int | None = None, outage: bool | None = None
+        self,
+        *,
+        fault_rate: float | None = None,
+        latency_ms: int | None = None,
+        outage: bool | None = None,
+        timeout_rate: float | None = None,
+        timeout_ms: int | None = None,
+        malformed_rate: float | None = None,
+        late_answer_rate: float | None = None,
+        late_answer_ms: int | None = None,
+        fault_keys: Sequence[str] | None = None,
+        fault_operations: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """Change the injected misbehaviour (arguments left out keep their values); returns the new setting."""
-        changes = {
-            key: value
-            for key, value in {"fault_rate": fault_rate, "latency_ms": latency_ms, "outage": outage}.items()
-            if value is not None
+        """Change the injected misbehaviour (arguments left out keep their values); returns the new setting.
+
+        What each setting does and its bounds: ``backoffice.erp.misbehaviour.FaultSettings``. A value out
+        of bounds raises ``ErpServerError`` with the ERP's reason (HTTP 400).
+        """
+        given = {
+            "fault_rate": fault_rate,
+            "latency_ms": latency_ms,
+            "outage": outage,
+            "timeout_rate": timeout_rate,
+            "timeout_ms": timeout_ms,
+            "malformed_rate": malformed_rate,
+            "late_answer_rate": late_answer_rate,
+            "late_answer_ms": late_answer_ms,
+            "fault_keys": None if fault_keys is None else list(fault_keys),
+            "fault_operations": None if fault_operations is None else list(fault_operations),
         }
-        return self._admin_call("POST", "/admin/faults", json=changes)
+        return self._admin_call("POST", "/admin/faults", json={k: v for k, v in given.items() if v is not None})
 
     def set_wrong_answers(self, rules: dict[str, dict[str, str | None]]) -> dict[str, Any]:
         """Answer wrong on purpose (replaces earlier rules; ``{}`` clears them), e.g.
@@ -201,12 +224,30 @@ class ErpServerProcess:
         return self._admin_call("GET", "/admin/faults")
 
     def stats(self) -> dict[str, Any]:
-        """``{"operations": {"CreateCustomer": 2, ...}, "wsdl": n, "invalid": n, "unauthorized": n}``"""
+        """``{"operations": {"CreateCustomer": 2, ...}, "wsdl": n, "invalid": n, "unauthorized": n,
+        "injected": {"fault": n, "timeout": n, "malformed": n, "late": n, "poison": n}}``"""
         return self._admin_call("GET", "/admin/stats")
+
+    def injected(self) -> dict[str, int]:
+        """How often each kind of misbehaviour was injected since start (or the last ``reset_stats``)."""
+        return dict(self.stats()["injected"])
 
     def calls(self, operation: str) -> int:
         """How many requests ``operation`` received since start (or the last ``reset_stats``)."""
         return int(self.stats()["operations"].get(operation, 0))
+
+    def customer_changes(self, kunnr: str | None = None, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """The ERP's customer change record, oldest first: ``[{"seq": int, "kunnr": str, "version": int | None,
+        "message_id": str | None, "operation": "CreateCustomer" | "UpdateCustomer", "applied_at": ISO 8601}]``;
+        of customer ``kunnr`` (or all), seq > ``after``, at most ``limit`` (1..10,000) rows."""
+        params: dict[str, str | int] = {"after": after, "limit": limit}
+        if kunnr is not None:
+            params["kunnr"] = kunnr
+        response = self._admin.get(self.base_url + "/admin/customer-changes", params=params, timeout=5)
+        if response.status_code != 200:
+            raise ErpServerError(f"GET /admin/customer-changes: HTTP {response.status_code} {response.text[:200]}")
+        rows: list[dict[str, Any]] = response.json()
+        return rows
 
     def reset_stats(self) -> None:
         self._admin_call("DELETE", "/admin/stats")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 import structlog
+from waitress.channel import ClientDisconnected
 from waitress.server import create_server
 
 from backoffice.erp import SERVICE_PATH
-from backoffice.erp.app import ErpApp
+from backoffice.erp.app import DropConnection, ErpApp
 from backoffice.erp.contract import Contract
 from backoffice.erp.limits import RequestLimits
 from backoffice.erp.misbehaviour import FaultSettings, Misbehaviour
@@ -58,20 +61,37 @@ def build_app(options: ServerOptions) -> ErpApp:
         added = seed_materials(engine)
         log.info("seeded", materials=added, new_database=new)
     credentials = (options.user, options.password or "") if options.user else None
+    contract = Contract()
     return ErpApp(
-        Contract(),
+        contract,
         ErpService(ErpDatabase(engine)),
-        misbehaviour=Misbehaviour(options.faults),
+        misbehaviour=Misbehaviour(options.faults, operations=contract.operations),
         credentials=credentials,
         limits=options.limits,
+        # a request held by an injected timeout takes a thread: half of them stay free for the others
+        max_held=max(1, options.threads // 2),
     )
+
+
+class _Waitress:
+    """The app as waitress runs it: ``DropConnection`` becomes waitress's own ``ClientDisconnected``,
+    on which it closes the connection without writing anything (no status line, no body)."""
+
+    def __init__(self, app: ErpApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            return self.app(environ, start_response)
+        except DropConnection:
+            raise ClientDisconnected from None
 
 
 def serve(options: ServerOptions) -> None:
     """Serve until killed; prints ``ERP listening on http://HOST:PORT/erp`` once the socket is bound."""
     app = build_app(options)
     server = create_server(
-        app,
+        _Waitress(app),
         host=options.host,
         port=options.port,
         threads=options.threads,

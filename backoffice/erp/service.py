@@ -75,5 +75,11 @@ class ErpService:
                 return answer
         raise refusal
 
+    def customer_changes(self, kunnr: str | None = None, *, after: int = 0, limit: int = 1000) -> list[Record]:
+        """The customer change record (``customers.changes``): of ``kunnr`` or all, seq > ``after``, at most
+        ``limit`` rows (clipped to 1..10,000), in the order the changes were applied."""
+        with self._db.reading() as conn:
+            return customers.changes(conn, kunnr, after, limit)
+
 
 __all__ = ["OPERATIONS", "ErpService", "Operation"]

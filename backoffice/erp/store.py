@@ -19,6 +19,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Date,
+    DateTime,
     Dialect,
     Engine,
     ForeignKey,
@@ -103,6 +104,22 @@ customers = Table(
     Column("klimk", Amount(), nullable=False),
     Column("zterm", String(4), ForeignKey("payment_terms.zterm"), nullable=False),
     Column("chseq", BigInteger, nullable=False, unique=True),
+    #: the caller's VERSION of the last change applied (None: never given)
+    Column("version", Integer),
+)
+
+# Every customer change the ERP applied (create or update), in the order applied: the record that
+# proves per-customer ordering (the ERP keeps versions, it never refuses an older one).
+customer_changes = Table(
+    "customer_changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("kunnr", String(10), ForeignKey("customers.kunnr"), nullable=False, index=True),
+    Column("version", Integer),
+    # the caller's IDEMPOTENCY_KEY: a key is applied once (SQLite's unique allows many NULLs)
+    Column("message_id", String(64), unique=True),
+    Column("operation", String(20), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
 )
 
 materials = Table(
@@ -240,10 +257,18 @@ def is_new(engine: Engine) -> bool:
     return not inspect(engine).has_table("customers")
 
 
+#: columns added to a table after its first release: (table, column, SQL type) added to older databases
+ADDED_COLUMNS = (("customers", "version", "INTEGER"),)
+
+
 def create_schema(engine: Engine) -> None:
-    """Create missing tables, number ranges and customising; safe to repeat."""
+    """Create missing tables, columns, number ranges and customising; safe to repeat."""
     metadata.create_all(engine)
+    inspector = inspect(engine)
     with engine.begin() as conn:
+        for table, column, sql_type in ADDED_COLUMNS:
+            if column not in {c["name"] for c in inspector.get_columns(table)}:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
         _insert_missing(conn, counters, "name", [{"name": n, "value": v} for n, (v, _) in NUMBER_RANGES.items()])
         _insert_missing(conn, countries, "land1", [{"land1": k, "landx": v} for k, v in COUNTRIES.items()])
         _insert_missing(conn, currencies, "waers", [{"waers": k, "ltext": v} for k, v in CURRENCIES.items()])
@@ -314,6 +339,7 @@ __all__ = [
     "countries",
     "create_schema",
     "currencies",
+    "customer_changes",
     "customers",
     "invoices",
     "is_new",

@@ -1,11 +1,14 @@
 """The embedded transport: the RabbitMQ contract on a database, for running with no broker.
 
 Durable on commit (SQLite in WAL mode with synchronous=FULL, or PostgreSQL), shared by several
-processes. A consumer leases the messages it claims; a lease that runs out (its consumer died, or
-took longer than ``lease_seconds``) makes them ready again, counted as a delivery, so the queue's
-delivery limit also dead-letters a message that keeps killing its consumer. Publishes and
-requeues in this process wake its consumers at once; other processes' publishes are seen at the
-next poll (``poll_interval``).
+processes. A consumer leases the messages it claims and renews the leases while its handlers run
+(``connectors.embedded.consuming``); a lease that runs out (its consumer died) makes them ready
+again. Only hand-overs to a handler count as deliveries (``connectors.embedded.store``), so the
+queue's delivery limit dead-letters a message that keeps killing its consumer, never one that was
+only claimed. A delayed retry makes the same row ready again later. Sharded queues and the consumer
+lease of exclusive queues: see ``connectors.embedded.schema``. Publishes and requeues in this
+process wake its consumers at once; other processes' publishes are seen at the next poll
+(``poll_interval``).
 
 Leases use this machine's clock: processes sharing a PostgreSQL database from several machines
 need synchronised clocks.
@@ -14,17 +17,18 @@ need synchronised clocks.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
+from concurrent.futures import Executor
 
 import structlog
 from sqlalchemy.engine import make_url
 
 from canonical_model.errors import TransportError
-from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport, dispatch
+from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport
+from connectors.embedded.consuming import ConsumeLoop, LoopSettings
 from connectors.embedded.database import create_transport_engine, database_key, is_memory, wakeup_for
 from connectors.embedded.delivery import EmbeddedDelivery
-from connectors.embedded.store import Claimed, QueueInfo, Store
+from connectors.embedded.store import Store, transport_error
 
 log = structlog.get_logger(__name__)
 
@@ -72,66 +76,67 @@ class EmbeddedTransport(Transport):
         self._store.publish(self._exchange, messages)
         self._wakeup.notify()
 
-    def consume(self, queue: str, handler: DeliveryHandler, *, stop: threading.Event, prefetch: int = 50) -> None:
+    def consume(
+        self,
+        queue: str,
+        handler: DeliveryHandler,
+        *,
+        stop: threading.Event,
+        prefetch: int = 50,
+        concurrency: int = 1,
+        executor: Executor | None = None,
+    ) -> None:
+        """Deliver ``queue``'s messages to ``handler`` in an executor (``concurrency`` threads, or the caller's
+        ``executor``) until ``stop`` is set; see ``connectors.embedded.consuming``. A sharded queue's group
+        name is no queue to consume (``TransportError``): consume its shards (``QueueSpec.queue_names``)."""
         delay = self._reconnect_delay
-        info: QueueInfo | None = None
-        while not stop.is_set():
-            seen = self._wakeup.generation
+        while True:
+            if stop.is_set():
+                return
             try:
-                if info is None:
-                    info = self._store.queue_info(queue, "consume")
-                batch: list[Claimed] = []
-                if self._store.has_ready(queue):
-                    batch, lease_until = self._store.claim(info, prefetch, self._lease_seconds)
+                info = self._store.queue_info(queue, "consume")
+                break
             except TransportError as exc:
-                log.warning("cannot claim; retrying", queue=queue, error=str(exc), retry_in=delay)
+                log.warning("cannot read the queue; retrying", queue=queue, error=str(exc)[:300], retry_in=delay)
                 stop.wait(delay)
                 delay = min(delay * 2, self._reconnect_max_delay)
-                continue
-            delay = self._reconnect_delay
-            if batch:
-                self._deliver(info, batch, lease_until, handler, stop)
-            else:
-                self._wakeup.wait(seen, self._poll_interval)
-
-    def _deliver(
-        self, info: QueueInfo, batch: list[Claimed], lease_until: float, handler: DeliveryHandler, stop: threading.Event
-    ) -> None:
-        token = batch[0].lease_token
-        lost: set[int] = set()
-        for index, message in enumerate(batch):
-            rest = [m.id for m in batch[index:] if m.id not in lost]
-            if stop.is_set():
-                self._give_back(rest, token)
-                return
-            if message.id in lost:
-                continue
-            if time.time() > lease_until - self._lease_seconds / 2:
-                # a long batch: renew its lease, or another consumer takes what is not done yet
-                try:
-                    kept, lease_until = self._store.renew(rest, token, self._lease_seconds)
-                except TransportError as exc:
-                    log.warning("cannot renew lease", queue=info.name, error=str(exc))
-                else:
-                    lost.update(set(rest) - kept)
-                    if message.id in lost:
-                        continue
-            dispatch(handler, self._delivery(message, info))
-
-    def _give_back(self, ids: list[int], token: str) -> None:
-        try:
-            self._store.release(ids, token)
-        except TransportError as exc:  # their lease runs out instead
-            log.warning("cannot release claimed messages", error=str(exc))
-        self._wakeup.notify()
-
-    def _delivery(self, message: Claimed, info: QueueInfo) -> EmbeddedDelivery:
-        return EmbeddedDelivery(self._store, message, info, on_requeue=self._wakeup.notify)
+        if info.shards > 1:
+            raise transport_error(f"queue {queue!r} is a group of {info.shards} shards: consume its shards", "consume")
+        settings = LoopSettings(
+            lease_seconds=self._lease_seconds,
+            poll_interval=self._poll_interval,
+            reconnect_delay=self._reconnect_delay,
+            reconnect_max_delay=self._reconnect_max_delay,
+        )
+        loop = ConsumeLoop(
+            self._store,
+            self._wakeup,
+            info,
+            handler,
+            stop=stop,
+            prefetch=prefetch,
+            concurrency=concurrency,
+            executor=executor,
+            settings=settings,
+        )
+        loop.run()
 
     def get(self, queue: str) -> Delivery | None:
+        """One message, handed over at once (its lease runs ``lease_seconds``); ignores the consumer lease
+        of an exclusive queue (for tools and tests)."""
         info = self._store.queue_info(queue, "get")
-        batch, _ = self._store.claim(info, 1, self._lease_seconds)
-        return self._delivery(batch[0], info) if batch else None
+        if info.shards > 1:
+            raise transport_error(f"queue {queue!r} is a group of {info.shards} shards: get from a shard", "get")
+        claim = self._store.claim(info, 1, self._lease_seconds)
+        if not claim.messages:
+            return None
+        message = claim.messages[0]
+        previous = self._store.hand_over(message)
+        if previous is None:
+            return None
+        return EmbeddedDelivery(
+            self._store, message, info, previous_deliveries=previous, on_requeue=self._wakeup.notify
+        )
 
     def message_count(self, queue: str) -> int:
         return self._store.count_ready(queue)

@@ -101,14 +101,41 @@ class ErpClient:
 
     # -- customers -------------------------------------------------------------------------
 
-    def create_customer(self, customer: Mapping[str, Any], *, correlation_id: str | None = None) -> CustomerCreated:
-        """Create a customer, idempotent on its EXTREF; ``created`` is False when the ERP knew it already."""
-        result = self._call("CreateCustomer", correlation_id, CUSTOMER=dict(customer))
+    def create_customer(
+        self,
+        customer: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> CustomerCreated:
+        """Create a customer, idempotent on its EXTREF and on ``idempotency_key`` (1..64 characters, e.g.
+        the message id); ``created`` is False when the ERP knew either already (then nothing changed).
+
+        A VERSION in ``customer`` is kept by the ERP and recorded in its change record with the key.
+        """
+        result = self._call("CreateCustomer", correlation_id, IDEMPOTENCY_KEY=idempotency_key, CUSTOMER=dict(customer))
         return CustomerCreated(kunnr=str(result["KUNNR"]), created=bool(result["CREATED"]))
 
-    def update_customer(self, customer: Mapping[str, Any], *, correlation_id: str | None = None) -> Record:
-        """Change a customer (KUNNR required; elements left out keep their values); returns the customer."""
-        return _record(self._call("UpdateCustomer", correlation_id, CUSTOMER=dict(customer)), "CUSTOMER")
+    def update_customer(
+        self,
+        customer: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        version: int | None = None,
+        correlation_id: str | None = None,
+    ) -> Record:
+        """Change a customer (KUNNR required; elements left out keep their values); returns the customer.
+
+        ``version`` (>= 1, the caller's version of the record) is sent as CUSTOMER.VERSION, over one the
+        mapping put there. With ``idempotency_key`` (1..64 characters, e.g. the message id) the ERP applies
+        the change once: a repeat answers the current customer. The ERP keeps and records the version;
+        it never refuses an older one (applying versions in order is the caller's job).
+        """
+        record = dict(customer)
+        if version is not None:
+            record["VERSION"] = version
+        answer = self._call("UpdateCustomer", correlation_id, IDEMPOTENCY_KEY=idempotency_key, CUSTOMER=record)
+        return _record(answer, "CUSTOMER")
 
     def get_customer(self, kunnr: str, *, correlation_id: str | None = None) -> Record:
         return _record(self._call("GetCustomer", correlation_id, KUNNR=kunnr), "CUSTOMER")

@@ -4,23 +4,44 @@ Everything a delivery reads comes from the wire and is read defensively: a publi
 header it likes (``x-delivery-count: "abc"``), a short string that is no UTF-8 arrives as bytes,
 and none of it may raise in the consume loop (the connection would be lost and every prefetched
 message would burn a delivery). The dead-letter copy carries the original's headers and ours
-within ``DEAD_LETTER_HEADERS_MAX`` bytes, so it always fits the broker's frame.
+within ``DEAD_LETTER_HEADERS_MAX`` bytes, so it always fits the broker's frame; so does a retry copy.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Collection, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import pika
 import pika.data
+import structlog
 
-from connectors.base import Delivery, HeaderValue, dead_letter_headers, delivery_limit_reason, fit_headers
+from canonical_model.truncation import truncate
+from connectors.base import (
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_RETRY_DELAY,
+    Delivery,
+    HeaderValue,
+    dead_letter_headers,
+    delay_ms,
+    delivery_limit_reason,
+    fit_headers,
+    read_attempts,
+    retry_headers,
+)
 from connectors.rabbitmq.deaths import X_DEATH, parse_x_death, well_formed
 from connectors.rabbitmq.errors import translated
 from connectors.rabbitmq.publisher import PERSISTENT
+
+log = structlog.get_logger(__name__)
+
+#: runs one settle operation (its name, the pika calls) where the delivery's channel may be used, and
+#: raises ``TransportError`` if it fails; see ``RabbitMQDelivery``
+Settler = Callable[[str, Callable[[], None]], None]
+#: bytes an AMQP short string (routing key) holds
+SHORT_STRING_MAX = 255
 
 #: quorum queues count deliveries in this header (0 on the first one)
 DELIVERY_COUNT = "x-delivery-count"
@@ -83,8 +104,40 @@ def encoded_size(key: Any, value: Any) -> int:
     return size - 4
 
 
+def x_death_names(value: Any, queue: str) -> bool:
+    """Whether a (well-formed) ``x-death`` value has an entry for ``queue``.
+
+    The broker drops a message it dead-letters into a queue that its ``x-death`` already names (with
+    no ``rejected`` entry after it: "a cycle"), silently. A retry copy expires from its step queue into
+    the queue it came from: if that queue is named there (a replayed dead letter of that queue), the
+    copy would be dropped, so it goes without its ``x-death``.
+    """
+    if not well_formed(value):
+        return False
+    return any(entry.get("queue") == queue for entry in value)
+
+
+def came_through_retry(exchange: Any, headers: Mapping[Any, Any]) -> str | None:
+    """The original routing key of a message that a retry step dead-lettered back to its queue (through
+    the default exchange, with ``HEADER_RETRY_DELAY`` and ``HEADER_ORIGINAL_ROUTING_KEY``), else None."""
+    if wire_text(exchange) != "" or HEADER_RETRY_DELAY not in headers:
+        return None
+    original = wire_text(headers.get(HEADER_ORIGINAL_ROUTING_KEY))
+    return truncate(original, SHORT_STRING_MAX) if isinstance(original, str) and original else None
+
+
 class RabbitMQDelivery(Delivery):
-    """Settled on the channel it came from; that channel is in confirm mode, for the dead letter copy."""
+    """Settled on the channel it came from; that channel is in confirm mode, for the dead letter and retry
+    copies.
+
+    ``settler`` runs each settle operation where that channel may be used: a consumer's deliveries are
+    settled from handler threads, and the consumer marshals each operation onto its connection's thread
+    (``add_callback_threadsafe``) and waits for it; without a settler the operation runs in the calling
+    thread, under ``lock`` if given. Either way a failure raises ``TransportError``.
+
+    ``retry_exchange`` / ``retry_delays``: the topology's retry exchange and its steps in milliseconds
+    (``Delivery.retry`` takes one of them).
+    """
 
     def __init__(
         self,
@@ -97,28 +150,39 @@ class RabbitMQDelivery(Delivery):
         dead_letter_exchange: str,
         delivery_limit: int | None,
         lock: threading.RLock | None = None,
+        retry_exchange: str = "",
+        retry_delays: Collection[int] = (),
+        settler: Settler | None = None,
     ) -> None:
         raw_headers = properties.headers
         self._raw_headers: dict[Any, Any] = dict(raw_headers) if isinstance(raw_headers, Mapping) else {}
         self.body = body
-        self.routing_key = wire_text(method.routing_key) or ""
         self._wire_routing_key = method.routing_key  # as it came: its text form may not fit a short string
+        self.routing_key = wire_text(method.routing_key) or ""
+        original = came_through_retry(method.exchange, self._raw_headers)
+        if original is not None:  # back from a retry step: its routing key there was the queue's name
+            self.routing_key = original
+            if len(original.encode("utf-8")) <= SHORT_STRING_MAX:
+                self._wire_routing_key = original
         self.message_id = wire_text(properties.message_id)
         self.headers = plain_headers(self._raw_headers)
         self.queue = queue
         self.previous_deliveries = previous_deliveries(self._raw_headers, bool(method.redelivered))
+        self.attempts = read_attempts(self.headers)
         self.deaths = parse_x_death(self._raw_headers.get(X_DEATH))
         self._channel = channel
         self._tag = method.delivery_tag
         self._properties = properties
         self._dead_letter_exchange = dead_letter_exchange
         self._delivery_limit = delivery_limit
+        self._retry_exchange = retry_exchange
+        self._retry_delays = frozenset(retry_delays)
         self._lock = lock
+        self._settler = settler
         self.settled = False
 
     def ack(self) -> None:
-        with self._settling("ack"):
-            self._channel.basic_ack(self._tag)
+        self._settle("ack", lambda: self._channel.basic_ack(self._tag))
 
     def requeue(self, last_error: str = "") -> None:
         if self._delivery_limit is not None and self.previous_deliveries + 1 > self._delivery_limit:
@@ -126,40 +190,71 @@ class RabbitMQDelivery(Delivery):
             # doing it here puts the same reason headers on it as every other dead letter.
             self.dead_letter(delivery_limit_reason(last_error), "DeliveryLimitExceeded")
             return
-        with self._settling("requeue"):
-            # reject, not nack: from RabbitMQ 4.3 only reject counts towards the delivery limit
-            self._channel.basic_reject(self._tag, requeue=True)
+        # reject, not nack: from RabbitMQ 4.3 only reject counts towards the delivery limit
+        self._settle("requeue", lambda: self._channel.basic_reject(self._tag, requeue=True))
 
     def return_unprocessed(self) -> None:
         """Give the message back without having tried it (the consumer is stopping)."""
-        with self._settling("return"):
-            # nack: from RabbitMQ 4.3 this is not counted as a delivery attempt (on 3.10 it is)
-            self._channel.basic_nack(self._tag, requeue=True)
+        # nack: from RabbitMQ 4.3 this is not counted as a delivery attempt (on 3.10 it is)
+        self._settle("return", lambda: self._channel.basic_nack(self._tag, requeue=True))
 
     def dead_letter(self, reason: str, error_type: str) -> None:
-        with self._settling("dead_letter"):
-            original = {key: value for key, value in self._raw_headers.items() if key != DELIVERY_COUNT}
-            ours = dead_letter_headers(
-                reason=reason, error_type=error_type, queue=self.queue, routing_key=self.routing_key
-            )
-            # the original's headers may fill a frame by themselves: ours must not push the copy past it
-            headers = fit_headers(original, ours, size_of=encoded_size)
-            kept = {name: getattr(self._properties, name) for name in _KEPT_PROPERTIES}
-            copy = pika.BasicProperties(delivery_mode=PERSISTENT, headers=headers, **kept)
-            # confirm channel: returns once the broker has the copy (raises if unroutable or nacked) ...
-            self._channel.basic_publish(
-                self._dead_letter_exchange, self._wire_routing_key, self.body, copy, mandatory=True
-            )
-            # ... and only then is the original dropped: at least once, never lost
-            self._channel.basic_ack(self._tag)
+        original = {key: value for key, value in self._raw_headers.items() if key != DELIVERY_COUNT}
+        ours = dead_letter_headers(reason=reason, error_type=error_type, queue=self.queue, routing_key=self.routing_key)
+        # the original's headers may fill a frame by themselves: ours must not push the copy past it
+        headers = fit_headers(original, ours, size_of=encoded_size)
+        self._settle(
+            "dead_letter", lambda: self._copy_then_ack(self._dead_letter_exchange, self._wire_routing_key, headers)
+        )
 
-    @contextmanager
-    def _settling(self, operation: str) -> Iterator[None]:
+    def retry(self, delay: float, last_error: str) -> None:
+        """A confirmed copy to the retry step of ``delay`` seconds (``ValueError`` unless the topology
+        declared that step), routed by the name of this delivery's queue (back there when it expires);
+        then the original is acked. ``TransportError`` if either fails (the original then comes back)."""
+        milliseconds = delay_ms(delay)
+        if milliseconds not in self._retry_delays:
+            steps = ", ".join(f"{step / 1000:g}" for step in sorted(self._retry_delays)) or "none"
+            raise ValueError(f"no retry step of {delay:g} s is declared (steps in seconds: {steps})")
+        original = {key: value for key, value in self._raw_headers.items() if key != DELIVERY_COUNT}
+        if x_death_names(original.get(X_DEATH), self.queue):
+            log.info("retry copy leaves its x-death out (it names its own queue)", queue=self.queue)
+            del original[X_DEATH]
+        ours: dict[str, HeaderValue] = {
+            **retry_headers({}, attempts=self.attempts + 1, last_error=last_error),
+            HEADER_RETRY_DELAY: milliseconds,
+        }
+        if HEADER_ORIGINAL_ROUTING_KEY not in original:
+            ours[HEADER_ORIGINAL_ROUTING_KEY] = truncate(self.routing_key, SHORT_STRING_MAX)
+        headers = fit_headers(original, ours, size_of=encoded_size)
+        self._settle("retry", lambda: self._copy_then_ack(self._retry_exchange, self.queue, headers))
+
+    def _copy_then_ack(self, exchange: str, routing_key: Any, headers: dict[Any, Any]) -> None:
+        kept = {name: getattr(self._properties, name) for name in _KEPT_PROPERTIES}
+        copy = pika.BasicProperties(delivery_mode=PERSISTENT, headers=headers, **kept)
+        # confirm channel: returns once the broker has the copy (raises if unroutable or nacked) ...
+        self._channel.basic_publish(exchange, routing_key, self.body, copy, mandatory=True)
+        # ... and only then is the original dropped: at least once, never lost
+        self._channel.basic_ack(self._tag)
+
+    def _settle(self, operation: str, action: Callable[[], None]) -> None:
         if self.settled:
             raise RuntimeError(f"delivery {self.message_id} of {self.queue} is already settled")
-        with self._lock or nullcontext(), translated(operation):
-            yield
+        if self._settler is not None:
+            self._settler(operation, action)
+        else:
+            with self._lock or nullcontext(), translated(operation):
+                action()
         self.settled = True
 
 
-__all__ = ["DELIVERY_COUNT", "RabbitMQDelivery", "encoded_size", "plain_headers", "previous_deliveries", "wire_text"]
+__all__ = [
+    "DELIVERY_COUNT",
+    "RabbitMQDelivery",
+    "Settler",
+    "came_through_retry",
+    "encoded_size",
+    "plain_headers",
+    "previous_deliveries",
+    "wire_text",
+    "x_death_names",
+]

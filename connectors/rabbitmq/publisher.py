@@ -29,12 +29,14 @@ import pika.spec
 import structlog
 
 from canonical_model.truncation import truncate
-from connectors.base import OutgoingMessage, unroutable
+from connectors.base import HEADER_PARTITION_KEY, OutgoingMessage, unroutable
 from connectors.rabbitmq.errors import SYSTEM, transport_error
 
 log = structlog.get_logger(__name__)
 
 PERSISTENT = 2
+#: characters of a partition key sent (the consistent-hash exchange hashes what is sent)
+PARTITION_KEY_MAX = 255
 
 
 @dataclass(eq=False)
@@ -56,12 +58,20 @@ class _LinkClosed(Exception):
     """The connection closed before the batch was handed over: nothing of it was sent."""
 
 
+def partition_key(message: OutgoingMessage) -> str:
+    """The value of ``HEADER_PARTITION_KEY`` for ``message``: its partition key, else its message id, at most
+    ``PARTITION_KEY_MAX`` characters (cut, not marked: the same key always gives the same value)."""
+    return (message.partition_key or message.message_id)[:PARTITION_KEY_MAX]
+
+
 def properties(message: OutgoingMessage) -> pika.BasicProperties:
+    """A message's AMQP properties: persistent, with its headers and always ``HEADER_PARTITION_KEY``
+    (a consistent-hash exchange sends every message without it to one and the same shard)."""
     return pika.BasicProperties(
         delivery_mode=PERSISTENT,
         content_type=message.content_type,
         message_id=message.message_id,
-        headers=dict(message.headers) or None,
+        headers={**message.headers, HEADER_PARTITION_KEY: partition_key(message)},
     )
 
 
@@ -322,4 +332,4 @@ class ConfirmingPublisher:
             link.close()
 
 
-__all__ = ["ConfirmingPublisher", "properties"]
+__all__ = ["PARTITION_KEY_MAX", "ConfirmingPublisher", "partition_key", "properties"]

@@ -4,16 +4,24 @@ pika allows one connection per thread, so this transport holds three kinds:
 
 - the publisher's SelectConnection in its own I/O thread, shared by every publishing thread
   (see ``publisher``);
-- one BlockingConnection per ``consume`` call, in the consuming thread;
+- one BlockingConnection per ``consume`` call, in the consuming thread, which does only I/O: the
+  handlers run in an executor and settle through that thread (see ``consuming``);
 - one BlockingConnection behind a lock for declare / get / message_count / purge.
+
+A consumer whose connection is lost reconnects after ``reconnect_delay`` seconds, doubling per failed
+attempt up to ``reconnect_max_delay``; the deliveries of the lost connection that no handler had
+started are dropped (the broker delivers them again).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pika
@@ -21,11 +29,12 @@ import structlog
 from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 from canonical_model.errors import TransportError
-from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport, dispatch
+from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport
+from connectors.rabbitmq.consuming import Executor, Session
 from connectors.rabbitmq.delivery import RabbitMQDelivery
 from connectors.rabbitmq.errors import CHANNEL_ERRORS, CONNECTION_ERRORS, SYSTEM, translated
 from connectors.rabbitmq.publisher import ConfirmingPublisher
-from connectors.rabbitmq.topology import declare_topology, delete_topology
+from connectors.rabbitmq.topology import ExchangeTypeUnknown, declare_topology, delete_topology, retry_delays_ms
 from connectors.rabbitmq.wire import install as install_bounded_decoder
 from connectors.urls import redact_url
 
@@ -36,6 +45,10 @@ install_bounded_decoder()
 
 T = TypeVar("T")
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+#: seconds ``get`` waits for a ready message of a single-active-consumer queue (another consumer may be active)
+GET_WAIT = 1.0
+#: seconds after which ``get`` on such a queue believes a count of 0 ready messages
+GET_EMPTY_AFTER = 0.1
 
 
 class BrokerUnreachable(TransportError):
@@ -61,8 +74,27 @@ def _connection_failure(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {detail[:300]}"
 
 
+@dataclass(frozen=True)
+class _QueueSettings:
+    """What a delivery of a declared queue needs to settle itself."""
+
+    delivery_limit: int | None
+    dead_letter_exchange: str
+    retry_exchange: str = ""
+    retry_delays: frozenset[int] = frozenset()
+    #: single active consumer: the broker refuses ``basic.get`` on it (405 RESOURCE_LOCKED)
+    exclusive: bool = False
+
+
 class RabbitMQTransport(Transport):
-    """``Transport`` on RabbitMQ (3.10+). Options given here win over the same options in the URL."""
+    """``Transport`` on RabbitMQ (3.10+). Options given here win over the same options in the URL.
+
+    ``heartbeat`` (seconds; the broker drops a connection silent for about three of them),
+    ``reconnect_delay`` / ``reconnect_max_delay`` (seconds between a consumer's reconnect attempts:
+    the first, and the cap of the doubling), ``settle_timeout`` (seconds a handler's ack, retry or dead
+    letter may wait for the connection's thread before ``TransportError``), ``stop_timeout`` (seconds
+    ``consume`` waits, once stopped, for running handlers to finish).
+    """
 
     name = "rabbitmq"
 
@@ -79,9 +111,11 @@ class RabbitMQTransport(Transport):
         stack_timeout: float = 15.0,
         publish_timeout: float = 60.0,
         reconnect_delay: float = 0.5,
-        reconnect_max_delay: float = 30.0,
+        reconnect_max_delay: float = 2.0,
         poll_interval: float = 0.1,
         client_name: str = "crm-esb",
+        settle_timeout: float = 30.0,
+        stop_timeout: float = 30.0,
     ) -> None:
         self._url = url
         self._client_name = client_name
@@ -96,6 +130,8 @@ class RabbitMQTransport(Transport):
         self._reconnect_delay = reconnect_delay
         self._reconnect_max_delay = reconnect_max_delay
         self._poll_interval = poll_interval
+        self._settle_timeout = settle_timeout
+        self._stop_timeout = stop_timeout
         self._publisher = ConfirmingPublisher(
             lambda: self._parameters("publisher"), confirm_window=confirm_window, timeout=publish_timeout
         )
@@ -105,12 +141,12 @@ class RabbitMQTransport(Transport):
         default = Topology()
         self._exchange = default.exchange
         self._dead_letter_exchange = default.dead_letter_exchange
-        #: queue -> (delivery limit, dead letter exchange), for the queues this transport declared
-        self._queues: dict[str, tuple[int, str]] = {}
+        #: queue (each shard's) -> its settings, for the queues this transport declared
+        self._queues: dict[str, _QueueSettings] = {}
 
-    def _parameters(self, role: str) -> pika.URLParameters:
+    def _parameters(self, role: str, **overrides: Any) -> pika.URLParameters:
         parameters = pika.URLParameters(self._url)
-        for option, value in self._options.items():
+        for option, value in {**self._options, **overrides}.items():
             setattr(parameters, option, value)
         # names the connection in the broker's tools (rabbitmqctl list_connections client_properties)
         parameters.client_properties = {"connection_name": f"{self._client_name} {role} pid={os.getpid()}"}
@@ -119,58 +155,98 @@ class RabbitMQTransport(Transport):
     # -- declare, publish
 
     def declare(self, topology: Topology) -> None:
+        """Declare ``topology`` (idempotent); ``ExchangeTypeUnknown`` (a ``TransportError``) names the
+        plugin to enable when a sharded queue needs the consistent-hash exchange and the broker lacks it."""
         self._admin("declare", lambda channel: declare_topology(channel, topology))
         self._exchange = topology.exchange
         self._dead_letter_exchange = topology.dead_letter_exchange
+        retry = (topology.retry_exchange, frozenset(retry_delays_ms(topology)))
         for spec in topology.queues:
-            self._queues[spec.name] = (spec.delivery_limit, topology.dead_letter_exchange)
+            for name in spec.queue_names:
+                self._queues[name] = _QueueSettings(
+                    spec.delivery_limit, topology.dead_letter_exchange, *retry, exclusive=spec.exclusive
+                )
         for spec in topology.dead_letter_subscribers:
-            self._queues[spec.name] = (spec.delivery_limit, topology.final_dead_letter_exchange)
+            for name in spec.queue_names:
+                self._queues[name] = _QueueSettings(
+                    spec.delivery_limit, topology.final_dead_letter_exchange, *retry, exclusive=spec.exclusive
+                )
         log.info("topology declared", exchange=topology.exchange, queues=[spec.name for spec in topology.queues])
 
     def delete(self, topology: Topology) -> None:
         """Delete the queues and exchanges of ``topology`` (tests, tools)."""
         self._admin("delete", lambda channel: delete_topology(channel, topology))
         for spec in (*topology.queues, *topology.dead_letter_subscribers):
-            self._queues.pop(spec.name, None)
+            for name in spec.queue_names:
+                self._queues.pop(name, None)
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         self._publisher.publish(self._exchange, messages)
 
     # -- consume
 
-    def consume(self, queue: str, handler: DeliveryHandler, *, stop: threading.Event, prefetch: int = 50) -> None:
-        delay = self._reconnect_delay
-        while not stop.is_set():
-            connected = threading.Event()
-            try:
-                self._consume_connection(queue, handler, stop, prefetch, connected)
-            except Exception as exc:
-                if isinstance(exc, (TransportError, *CONNECTION_ERRORS, *CHANNEL_ERRORS)):
-                    log.warning("consumer disconnected; reconnecting", queue=queue, error=repr(exc), retry_in=delay)
-                else:
-                    log.exception("consumer failed; reconnecting", queue=queue, retry_in=delay)
-                if connected.is_set():
-                    delay = self._reconnect_delay
-                stop.wait(delay)
-                delay = min(delay * 2, self._reconnect_max_delay)
+    def consume(
+        self,
+        queue: str,
+        handler: DeliveryHandler,
+        *,
+        stop: threading.Event,
+        prefetch: int = 50,
+        concurrency: int = 1,
+        executor: futures.Executor | None = None,
+    ) -> None:
+        """Consume ``queue`` until ``stop`` is set (see ``Transport.consume``); reconnects by itself.
+
+        This thread does I/O only; ``concurrency`` handler threads (or the caller's ``executor``) run the
+        handler. At most ``prefetch``
+        unsettled messages are held. On stop: unstarted deliveries are given back (nack, requeue), running
+        handlers get up to ``stop_timeout`` seconds, then the connection is closed.
+        """
+        handlers = Executor(handler, concurrency, queue, stop, shared=executor)
+        try:
+            delay = self._reconnect_delay
+            while not stop.is_set():
+                connected = threading.Event()
+                try:
+                    self._consume_connection(queue, handlers, stop, prefetch, connected)
+                except Exception as exc:
+                    if connected.is_set():  # it was up: try again at once, with the first delay
+                        delay = self._reconnect_delay
+                    if isinstance(exc, (TransportError, *CONNECTION_ERRORS, *CHANNEL_ERRORS)):
+                        log.warning(
+                            "consumer disconnected; reconnecting", queue=queue, error=repr(exc)[:300], retry_in=delay
+                        )
+                    else:
+                        log.exception("consumer failed; reconnecting", queue=queue, retry_in=delay)
+                    stop.wait(delay)
+                    delay = min(delay * 2, self._reconnect_max_delay)
+        finally:
+            handlers.close(self._stop_timeout)
 
     def _consume_connection(
         self,
         queue: str,
-        handler: DeliveryHandler,
+        executor: Executor,
         stop: threading.Event,
         prefetch: int,
         connected: threading.Event,
     ) -> None:
-        limit, dead_letter_exchange = self._queue_settings(queue)
-        connection = pika.BlockingConnection(self._parameters(f"consumer {queue}"))
+        settings = self._queue_settings(queue)
+        # one attempt: the consume loop retries with its own (short, capped) delays
+        connection = pika.BlockingConnection(self._parameters(f"consumer {queue}", connection_attempts=1))
+        session: Session | None = None
         try:
             channel = connection.channel()
-            channel.confirm_delivery()  # for the dead letter copies published on this channel
+            channel.confirm_delivery()  # for the dead letter and retry copies published on this channel
             channel.basic_qos(prefetch_count=prefetch)
+            session = Session(connection, channel, queue, timeout=self._settle_timeout)
+            current = session
+            held: list[RabbitMQDelivery] = []
 
             def on_message(channel: Any, method: Any, properties: Any, body: bytes) -> None:
+                # pika hands over messages it had buffered even when their connection is already gone
+                if not current.open:
+                    return  # the broker delivers it again
                 try:
                     delivery = RabbitMQDelivery(
                         channel,
@@ -178,20 +254,20 @@ class RabbitMQTransport(Transport):
                         properties,
                         body,
                         queue=queue,
-                        dead_letter_exchange=dead_letter_exchange,
-                        delivery_limit=limit,
+                        dead_letter_exchange=settings.dead_letter_exchange,
+                        delivery_limit=settings.delivery_limit,
+                        retry_exchange=settings.retry_exchange,
+                        retry_delays=settings.retry_delays,
+                        settler=current.run,
                     )
                 except Exception:  # a bug in reading the wire: this message alone goes, not the connection
                     log.exception("unreadable delivery; rejected to the dead letter exchange", queue=queue)
                     channel.basic_reject(method.delivery_tag, requeue=False)
                     return
                 if stop.is_set():
-                    with suppress(TransportError):
-                        delivery.return_unprocessed()
+                    held.append(delivery)  # given back unprocessed once the consumer is cancelled (_wind_down)
                     return
-                # Runs in this thread: a handler that takes longer than about two heartbeats
-                # (2 x heartbeat seconds) loses the connection and its message is delivered again.
-                dispatch(handler, delivery)
+                executor.submit(current, delivery)
 
             tag = channel.basic_consume(queue, on_message, auto_ack=False)
             connected.set()
@@ -204,36 +280,95 @@ class RabbitMQTransport(Transport):
                     raise TransportError(
                         f"consumer of {queue} was closed or cancelled by the broker", system="rabbitmq"
                     )
-            channel.basic_cancel(tag)
+            self._wind_down(session, executor, tag, held)
+        except BaseException as exc:
+            if session is not None:
+                session.close(f"consumer connection lost ({type(exc).__name__})")
+                dropped = executor.withdraw(session)
+                if dropped:
+                    log.info("unstarted deliveries of a lost connection dropped", queue=queue, count=len(dropped))
+            raise
         finally:
+            if session is not None:
+                session.close("consumer stopped")
             with suppress(Exception):
                 if connection.is_open:
                     connection.close()
 
-    def _queue_settings(self, queue: str) -> tuple[int | None, str]:
-        limit, dead_letter_exchange = self._queues.get(queue, (None, self._dead_letter_exchange))
-        return limit, dead_letter_exchange
+    def _wind_down(self, session: Session, executor: Executor, tag: str, held: list[RabbitMQDelivery]) -> None:
+        """Stop set: the consumer is cancelled (pika gives back, requeued, what it still buffers), unstarted
+        deliveries are given back unprocessed (nack, requeue: from RabbitMQ 4.3 not counted as a delivery),
+        running handlers get at most ``stop_timeout`` seconds (their settles still pass); then the caller
+        closes the connection.
+
+        On a single-active-consumer quorum queue (RabbitMQ 3.10.8, seen here) the next consumer becomes
+        active at the cancel, and the messages given back reach it *after* the ones that were still ready
+        (held 0, 1; ready 2, 3, 4: it gets 2, 3, 4, 0, 1), whether given back by nack, by cancel or by
+        closing the connection (a killed worker). The order per key across a change of consumer is kept by
+        the consumer's version check, not by the queue.
+        """
+        session.channel.basic_cancel(tag)
+        unstarted = [*executor.withdraw(session), *held]
+        for delivery in unstarted:
+            with suppress(TransportError):
+                delivery.return_unprocessed()
+        if unstarted:
+            log.info("stopping: unstarted deliveries given back", queue=session.queue, count=len(unstarted))
+        deadline = time.monotonic() + self._stop_timeout
+        while executor.running(session) and time.monotonic() < deadline:
+            session.connection.process_data_events(time_limit=self._poll_interval)
+        if executor.running(session):
+            log.warning("handlers still running at stop; their messages come back", queue=session.queue)
+
+    def _queue_settings(self, queue: str) -> _QueueSettings:
+        return self._queues.get(queue, _QueueSettings(None, self._dead_letter_exchange))
 
     # -- get, count, purge: one shared connection
 
     def get(self, queue: str) -> Delivery | None:
+        """One message of ``queue``, unsettled, or None if none is ready. On a single-active-consumer queue
+        (where the broker refuses ``basic.get``) through a consumer of its own that waits at most
+        ``GET_WAIT`` seconds for a ready message; None while another consumer is the active one."""
+        settings = self._queue_settings(queue)
+
         def basic_get(channel: Any) -> Delivery | None:
-            method, properties, body = channel.basic_get(queue, auto_ack=False)
+            if settings.exclusive:
+                method, properties, body = self._consume_one(channel, queue)
+            else:
+                method, properties, body = channel.basic_get(queue, auto_ack=False)
             if method is None:
                 return None
-            limit, dead_letter_exchange = self._queue_settings(queue)
             return RabbitMQDelivery(
                 channel,
                 method,
                 properties,
                 body,
                 queue=queue,
-                dead_letter_exchange=dead_letter_exchange,
-                delivery_limit=limit,
+                dead_letter_exchange=settings.dead_letter_exchange,
+                delivery_limit=settings.delivery_limit,
+                retry_exchange=settings.retry_exchange,
+                retry_delays=settings.retry_delays,
                 lock=self._admin_lock,
             )
 
         return self._admin("get", basic_get)
+
+    def _consume_one(self, channel: Any, queue: str) -> tuple[Any, Any, bytes]:
+        """``basic.get`` for a single-active-consumer queue, on the admin channel (prefetch 1)."""
+        taken: list[tuple[Any, Any, bytes]] = []
+        tag = channel.basic_consume(queue, lambda _ch, method, props, body: taken.append((method, props, body)))
+        try:
+            started = time.monotonic()
+            while not taken and time.monotonic() - started < GET_WAIT:
+                self._admin_connection.process_data_events(time_limit=0.02)
+                # a ready message reaches a new consumer within milliseconds; the queue's count lags a
+                # requeue a little, so an empty queue is believed after a short while only
+                believe_empty = not taken and time.monotonic() - started > GET_EMPTY_AFTER
+                if believe_empty and int(channel.queue_declare(queue, passive=True).method.message_count) == 0:
+                    break
+        finally:
+            channel.basic_cancel(tag)  # a message that arrived after all goes back (pika rejects it, requeued)
+        return taken[0] if taken else (None, None, b"")
 
     def message_count(self, queue: str) -> int:
         return self._admin("message_count", lambda ch: int(ch.queue_declare(queue, passive=True).method.message_count))
@@ -249,7 +384,9 @@ class RabbitMQTransport(Transport):
                     with translated(operation):
                         return action(self._open_admin_channel())
                 except TransportError as exc:
-                    if isinstance(exc, BrokerUnreachable):
+                    if isinstance(exc, (BrokerUnreachable, ExchangeTypeUnknown)):
+                        if isinstance(exc, ExchangeTypeUnknown):
+                            self._close_admin()  # the broker closed the connection over it
                         raise  # the configured connection attempts are spent: a second round would double them
                     if isinstance(exc.__cause__, CHANNEL_ERRORS):
                         self._admin_channel = None  # the broker closed it (404, 406): the next call opens another
@@ -267,6 +404,7 @@ class RabbitMQTransport(Transport):
         if self._admin_channel is None or not self._admin_channel.is_open:
             channel = self._admin_connection.channel()
             channel.confirm_delivery()
+            channel.basic_qos(prefetch_count=1)  # get() on a single-active-consumer queue: one message
             self._admin_channel = channel
         return self._admin_channel
 

@@ -463,6 +463,7 @@ class TestRabbitMQTransport(TransportContract):
             "x-dead-letter-exchange": topology.dead_letter_exchange,
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
+            "x-single-active-consumer": True,
         }
         connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
         try:
@@ -476,6 +477,7 @@ class TestRabbitMQTransport(TransportContract):
                 "x-dead-letter-exchange": "elsewhere",
                 "x-dead-letter-strategy": "at-most-once",
                 "x-overflow": "drop-head",
+                "x-single-active-consumer": False,
             }
             for argument, value in wrong.items():
                 with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
@@ -551,10 +553,12 @@ class TestRabbitMQTransport(TransportContract):
         connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
         try:
             channel = connection.channel()
-            method = None
-            while method is None:
-                method, _, _ = channel.basic_get(self.orders(subscribed), auto_ack=False)
-            channel.basic_reject(method.delivery_tag, requeue=False)
+            # a route queue has a single active consumer: the broker refuses basic.get on it
+            for method, _, _ in channel.consume(self.orders(subscribed), inactivity_timeout=WAIT):
+                assert method is not None, "the message did not arrive"
+                channel.basic_reject(method.delivery_tag, requeue=False)
+                break
+            channel.cancel()
         finally:
             connection.close()
         copy = get_eventually(transport, failures.name)

@@ -66,6 +66,7 @@ def test_customer_to_erp_fields_and_types() -> None:
         "WAERS": "EUR",
         "KLIMK": Decimal("50000.00"),
         "ZTERM": "NT45",
+        "VERSION": 1,
     }
     klimk = MAPPING.to_target(_customer())["KLIMK"]
     assert isinstance(klimk, Decimal) and klimk.as_tuple().exponent == -2

@@ -1,0 +1,178 @@
+"""Helpers of the RabbitMQ transport's tests (real broker): topologies in a namespace of their own,
+consumers in threads, and the broker's own tools to find and close our connections.
+
+No helper measures time: waits have generous limits only so that a broken transport fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+
+import pytest
+
+from connectors.base import DeliveryHandler, OutgoingMessage, QueueSpec, Topology
+from connectors.rabbitmq import RabbitMQTransport
+
+WAIT = 20.0
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+def topology_of(namespace: str, *queues: QueueSpec, retry_delays: tuple[float, ...] = ()) -> Topology:
+    """A topology whose exchanges and dead letter queue are in ``namespace``."""
+    return Topology(
+        queues=queues,
+        exchange=f"{namespace}.events",
+        dead_letter_exchange=f"{namespace}.dlx",
+        dead_letter_queue=f"{namespace}.dead_letter",
+        retry_delays=retry_delays,
+        retry_exchange=f"{namespace}.retry",
+    )
+
+
+def message(routing_key: str, body: bytes, message_id: str, partition_key: str | None = None) -> OutgoingMessage:
+    return OutgoingMessage(routing_key=routing_key, body=body, message_id=message_id, partition_key=partition_key)
+
+
+@contextmanager
+def declared(transport: RabbitMQTransport, topology: Topology) -> Iterator[Topology]:
+    transport.declare(topology)
+    try:
+        yield topology
+    finally:
+        transport.delete(topology)
+
+
+@contextmanager
+def consuming(
+    transport: RabbitMQTransport,
+    queue: str,
+    handler: DeliveryHandler,
+    *,
+    prefetch: int = 20,
+    concurrency: int = 1,
+    stop: threading.Event | None = None,
+) -> Iterator[threading.Event]:
+    """Consume ``queue`` in a thread for the duration of the block; the thread must end on stop."""
+    stop = stop or threading.Event()
+    thread = threading.Thread(
+        target=transport.consume,
+        args=(queue, handler),
+        kwargs={"stop": stop, "prefetch": prefetch, "concurrency": concurrency},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(WAIT + 35)
+        assert not thread.is_alive(), "consume did not return after stop was set"
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Output of ``rabbitmqctl``; the test skips where it cannot be run (not installed, no access)."""
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed")
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"rabbitmqctl {args[0]} failed: {done.stderr.strip()[:300]}")
+    return done.stdout
+
+
+def connections(name_prefix: str) -> dict[str, str]:
+    """Our connections on the broker whose connection name starts with ``name_prefix``: pid -> name (the
+    pid as ``close_connection`` takes it: the JSON listing gives another form, which it refuses)."""
+    found: dict[str, str] = {}
+    for line in rabbitmqctl("list_connections", "pid", "client_properties", "-q").splitlines():
+        pid, _, properties = line.partition("\t")
+        named = re.search(r'\{"connection_name","((?:[^"\\]|\\.)*)"\}', properties)
+        if named and named.group(1).startswith(name_prefix):
+            found[pid.strip()] = named.group(1)
+    return found
+
+
+def close_connections(name_prefix: str) -> int:
+    """Make the broker close our connections named ``name_prefix...`` (only ours: the broker is shared)."""
+    closed = 0
+    for pid in connections(name_prefix):
+        done = subprocess.run(
+            ["rabbitmqctl", "close_connection", pid, "closed by a test"], capture_output=True, text=True, timeout=60
+        )
+        # it may answer 69 ("Error:") although the connection is closed: the broker's list says
+        if done.returncode == 0 or pid not in connections(name_prefix):
+            closed += 1
+        else:
+            print(f"rabbitmqctl close_connection {pid}: {done.returncode} {done.stdout[:300]} {done.stderr[:300]}")
+    return closed
+
+
+class RefusingProxy:
+    """A TCP proxy to the broker that a test turns "down": its connections are cut and new ones are closed
+    at once (as a broker that is not listening would refuse them), until it is turned up again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._upstream = (host, port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._lock = threading.Lock()
+        self._refusing = False
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def refuse(self, refusing: bool) -> None:
+        with self._lock:
+            self._refusing = refusing
+            pairs, self._pairs = (self._pairs, []) if refusing else ([], self._pairs)
+        for pair in pairs:
+            for sock in pair:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            with self._lock:
+                refusing = self._refusing
+            if refusing:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self._upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.append((client, upstream))
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        for sock in (source, target):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._server.close()
+        self.refuse(True)
