@@ -148,6 +148,7 @@ class WorkerProcess:
 
 @contextmanager
 def workers(environment: Environment, count: int, label: str) -> Iterator[list[WorkerProcess]]:
+    begin = time.monotonic()
     started = [
         WorkerProcess(environment.env, environment.log_dir / f"{label}-worker{index}.log") for index in range(count)
     ]
@@ -161,10 +162,13 @@ def workers(environment: Environment, count: int, label: str) -> Iterator[list[W
             if time.monotonic() > deadline:
                 raise RuntimeError(f"workers not running within {START_TIMEOUT} s (logs in {environment.log_dir})")
             time.sleep(0.1)
+        say(f"{label}: {count} worker(s) running after {time.monotonic() - begin:.1f} s")
         yield started
     finally:
+        begin = time.monotonic()
         for w in started:
             w.stop()
+        say(f"{label}: stopped in {time.monotonic() - begin:.1f} s")
 
 
 # -- the CRM side
@@ -205,7 +209,7 @@ def flow_rate(environment: Environment, count: int, orders: int, label: str) -> 
     engine, crm, customers = environment.engine, environment.crm, environment.customers
     with workers(environment, count, label) as running:
         # warm-up: connections, shard ownership, the per-process customer check
-        say(f"{label}: {count} worker(s) running; warming up")
+        say(f"{label}: warming up")
         warm_deadline = time.monotonic() + 60.0
         while True:
             warm = place_orders(crm, customers, len(customers))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -58,7 +59,7 @@ FAULT_RATE = 0.1
 #: that would reopen quickly should 10% faults ever trip it
 WORKER_ENV = {
     "ESB_WORKER__SHARDS": "4",
-    "ESB_WORKER__SHARD_LEASE_SECONDS": "4",
+    # "ESB_WORKER__SHARD_LEASE_SECONDS": "4",
     "ESB_WORKER__RETRY_SCHEDULE": "[0.2, 0.5, 1.0, 2.0, 4.0]",
     "ESB_WORKER__BREAKER_INTERVAL": "2",
 }
@@ -168,18 +169,18 @@ class OrderingRun:
                 for worker in workers:
                     worker.start()
                 for worker in workers:
-                    worker.wait_running(60.0)
+                    if not worker.wait_running(60.0):
+                        raise RuntimeError(f"worker {worker.index} died at start:\n{worker.log_tail()}")
                 if self.faults:
                     erp.set_faults(fault_rate=FAULT_RATE, fault_operations=["UpdateCustomer"])
                 changes = Changes(erp)
                 start = time.monotonic()
-                self._create_and_update(app, workers, expected_changes)
-                say(
-                    f"{counts.customers} customers x {LAST_VERSION} versions in the CRM after {time.monotonic() - start:.1f} s"
-                )
-                kill_deadline = time.monotonic() + 60.0
-                while not self._maybe_kill(workers, expected_changes) and time.monotonic() < kill_deadline:
-                    time.sleep(0.1)
+                killer = threading.Thread(target=self._kill_one, args=(workers, expected_changes), daemon=True)
+                killer.start()
+                self._create_and_update(app)
+                placed = time.monotonic() - start
+                say(f"{counts.customers} customers x {LAST_VERSION} versions in the CRM after {placed:.1f} s")
+                killer.join(120.0)
                 self._wait_done(app, changes, start)
                 erp.set_faults(fault_rate=0.0, fault_operations=[])
                 # let what is still queued (a redelivery after the kill) run, so a late repeat shows
@@ -188,8 +189,10 @@ class OrderingRun:
                     time.sleep(0.2)
                 time.sleep(0.5)
                 changes.read()
+                stopping = time.monotonic()
                 for worker in workers:
                     worker.stop()
+                say(f"workers stopped in {time.monotonic() - stopping:.1f} s")
                 return self._check(app, workers, changes, time.monotonic() - start)
         finally:
             for worker in workers:
@@ -197,8 +200,8 @@ class OrderingRun:
                 worker.stop()
             erp.set_faults(fault_rate=0.0, fault_operations=[])
 
-    def _create_and_update(self, app: Application, workers: Sequence[WorkerProcess], expected: int) -> None:
-        """Each customer: create, then ``UPDATES`` updates right away; the kill may come meanwhile."""
+    def _create_and_update(self, app: Application) -> None:
+        """Each customer: create, then ``UPDATES`` updates right away."""
         tag = self.stack.namespace
         for number in range(self.counts.customers):
             customer = app.crm.create_customer(new_customer(number, tag))
@@ -206,30 +209,27 @@ class OrderingRun:
             for version in range(2, LAST_VERSION + 1):
                 updated = app.crm.update_customer(customer.id, change(number, tag, version))
                 assert updated.version == version, (customer.id, updated.version, version)
-            if number % 10 == 9:
-                self._maybe_kill(workers, expected)
 
     def _erp_writes(self) -> int:
         operations = self.erp.stats()["operations"]
         return sum(int(operations.get(name, 0)) for name in ("CreateCustomer", "UpdateCustomer"))
 
-    def _maybe_kill(self, workers: Sequence[WorkerProcess], expected: int) -> bool:
-        """SIGKILL one worker (not restarted) once the ERP took ``KILL_AT`` of the expected writes, chosen
-        among those that settled messages of the route; whether a worker was killed (now or before)."""
-        if self.killed is not None:
-            return True
-        writes = self._erp_writes()
-        if writes < KILL_AT * expected:
-            return False
-        acked = settled_by_worker(workers, ROUTE)
-        candidates = [w for w in workers if acked[w.index] and w.alive()]
-        if not candidates:
-            return False
-        victim = self.rng.choice(candidates)
-        victim.kill()
-        self.killed = victim.index
-        say(f"SIGKILL worker {victim.index} (not restarted) at {writes}/{expected} ERP writes")
-        return True
+    def _kill_one(self, workers: Sequence[WorkerProcess], expected: int, timeout: float = 120.0) -> None:
+        """In a thread: SIGKILL one worker (not restarted) once the ERP took ``KILL_AT`` of the expected writes,
+        chosen among those that settled messages of the route (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            writes = self._erp_writes()
+            if writes >= KILL_AT * expected:
+                acked = settled_by_worker(workers, ROUTE)
+                candidates = [w for w in workers if acked[w.index] and w.alive()]
+                if candidates:
+                    victim = self.rng.choice(candidates)
+                    victim.kill()
+                    self.killed = victim.index
+                    say(f"SIGKILL worker {victim.index} (not restarted) at {writes}/{expected} ERP writes")
+                    return
+            time.sleep(0.1)
 
     def _wait_done(self, app: Application, changes: Changes, start: float) -> None:
         """Until every customer's ERP record reached its last version (bounded by ``settle_timeout``)."""
