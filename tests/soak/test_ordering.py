@@ -59,7 +59,7 @@ FAULT_RATE = 0.1
 #: that would reopen quickly should 10% faults ever trip it
 WORKER_ENV = {
     "ESB_WORKER__SHARDS": "4",
-    # "ESB_WORKER__SHARD_LEASE_SECONDS": "4",
+    "ESB_WORKER__SHARD_LEASE_SECONDS": "4",
     "ESB_WORKER__RETRY_SCHEDULE": "[0.2, 0.5, 1.0, 2.0, 4.0]",
     "ESB_WORKER__BREAKER_INTERVAL": "2",
 }
