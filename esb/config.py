@@ -80,8 +80,12 @@ class WorkerSettings(BaseModel):
     retry_schedule: RetrySchedule = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
     #: per route (by route name, e.g. ``erp.order_placed``): its own retry schedule and concurrency
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
-    #: shard queues of a sharded route (one customer's events always go to the same shard)
+    #: queues per route (``<queue>.0`` .. ``<queue>.<n-1>``, one customer's events always in the same one); the
+    #: worker processes share them through leases in the CRM database (esb/shards.py); 1: one queue per route
     shards: int = Field(default=4, ge=1, le=64)
+    #: seconds a worker's lease on its shards lasts unless renewed (every third of it): a dead worker's shards
+    #: move to the others after this, and a worker that cannot reach the database stops at three quarters of it
+    shard_lease_seconds: float = Field(default=10.0, ge=1, le=600)
     #: times a message may kill its consumer (crash, SIGKILL) before it is dead-lettered
     crash_limit: int = Field(default=5, ge=1, le=1000)
     #: consecutive transient failures of one back office that open its circuit breaker

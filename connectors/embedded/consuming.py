@@ -99,7 +99,8 @@ class ConsumeLoop:
                     self._step()
                 except TransportError as exc:
                     log.warning("cannot claim; retrying", queue=self._info.name, error=str(exc)[:300], retry_in=delay)
-                    self._stop.wait(delay)
+                    # while handlers run, their leases are renewed in time once the database is back
+                    self._stop.wait(min(delay, self._lease / 3) if self._items else delay)
                     delay = min(delay * 2, self._settings.reconnect_max_delay)
                     continue
                 delay = self._settings.reconnect_delay
@@ -182,7 +183,9 @@ class ConsumeLoop:
         finally:
             with self._lock:
                 self._items.pop(message.id, None)
-            self._changed.set()
+                room = len(self._items) <= self._prefetch // 2
+            if room or self._closing:  # the loop waits for room to claim more, or for the last one
+                self._changed.set()
 
     # -- leases
 

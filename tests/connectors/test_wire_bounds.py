@@ -135,7 +135,7 @@ def _run(transport: Any, queue: str, until: Callable[[], bool], handled: list[st
 
     stop = threading.Event()
     thread = threading.Thread(
-        target=transport.consume, args=(queue, envelope_consumer(handler, lambda _: 0.0)), kwargs={"stop": stop}
+        target=transport.consume, args=(queue, envelope_consumer(handler)), kwargs={"stop": stop}
     )
     thread.start()
     try:
