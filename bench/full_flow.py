@@ -12,11 +12,12 @@ synced to the ERP by the worker before timing) and the same materials are used t
 - ``N workers``: N ``esb worker`` processes with the product's defaults (in-route concurrency 1, the
   default number of shards unless ``--shards`` says otherwise), on RabbitMQ + a fresh PostgreSQL
   database (``--transport rabbitmq``) or the embedded transport + SQLite files (``--transport
-  embedded``). A warm-up (one order per customer, until every worker has settled an order or 60 s
-  passed) precedes the timing, so that connections, shard ownership and the per-process customer
-  check are in place. Timed: from the first ``CrmService.place_order`` to the moment every one of
-  ``--orders`` orders is confirmed or rejected in the CRM (polled every 20 ms). The CRM's work (order
-  row + outbox, the outcome route) is inside.
+  embedded``). A warm-up precedes the timing: until every worker owns shards (its log's "shards
+  owned", at most 60 s), then two rounds of one order per customer, so that connections, shard
+  ownership and the per-process customer check are in place. Timed: from the first
+  ``CrmService.place_order`` (from ``--placers`` threads) to the moment every one of ``--orders``
+  orders is confirmed or rejected in the CRM (polled every 20 ms). The CRM's work (order row +
+  outbox, the outcome route) is inside.
 - ``raw sequential``: one plain ``zeep.Client`` (its own keep-alive ``requests.Session``) calling
   CreateSalesOrder ``--orders`` times, each with a fresh idempotency key, the same customers and
   materials; ``raw N threads``: ``--raw-threads`` threads, each with its own client, sharing the orders.
@@ -41,6 +42,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -72,7 +74,7 @@ MATERIALS = (
 )
 SETTLED = ("confirmed", "rejected")
 #: seconds to wait for a worker to start, for customers to reach the ERP, for a timed batch to settle
-START_TIMEOUT = 60.0
+START_TIMEOUT = 120.0
 SETTLE_TIMEOUT = 600.0
 
 
@@ -84,6 +86,8 @@ class Environment:
     crm: CrmService
     engine: sqlalchemy.Engine
     log_dir: Path
+    #: threads placing the timed orders (so that placing is not what limits the flow)
+    placers: int = 4
     customers: list[str] = field(default_factory=list)
     kunnrs: list[str] = field(default_factory=list)
 
@@ -118,6 +122,26 @@ class WorkerProcess:
 
     def running(self) -> bool:
         return any("worker running" in line for line in self.lines())
+
+    def records(self) -> list[dict[str, object]]:
+        found = []
+        for line in self.lines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                found.append(record)
+        return found
+
+    def owned_shards(self) -> list[int]:
+        """The shards this worker consumes now, from its last "shards owned" line (esb/shards.py)."""
+        owned: list[int] = []
+        for record in self.records():
+            shards = record.get("shards")
+            if record.get("event") == "shards owned" and isinstance(shards, list):
+                owned = [int(shard) for shard in shards]
+        return owned
 
     def settled_orders(self) -> int:
         """How many deliveries of the order route this worker settled so far (its "message settled" lines)."""
@@ -192,16 +216,21 @@ def all_settled(engine: sqlalchemy.Engine, order_ids: Sequence[str]) -> Callable
     return lambda: settled_count(engine, order_ids) == len(order_ids)
 
 
-def place_orders(crm: CrmService, customers: Sequence[str], count: int, offset: int = 0) -> list[str]:
-    ids = []
-    for number in range(count):
+def place_orders(crm: CrmService, customers: Sequence[str], count: int, offset: int = 0, threads: int = 1) -> list[str]:
+    """Place ``count`` orders round-robin over ``customers`` from ``threads`` threads; their ids."""
+
+    def place(number: int) -> str:
         product, _unit, _price = MATERIALS[(offset + number) % len(MATERIALS)]
         order = NewOrder(
             customer_id=customers[(offset + number) % len(customers)],
             lines=[NewOrderLine(product_id=product, quantity=Decimal(1 + number % 3))],
         )
-        ids.append(crm.place_order(order).id)
-    return ids
+        return crm.place_order(order).id
+
+    if threads <= 1:
+        return [place(number) for number in range(count)]
+    with ThreadPoolExecutor(threads, thread_name_prefix="placer") as pool:
+        return list(pool.map(place, range(count)))
 
 
 def flow_rate(environment: Environment, count: int, orders: int, label: str) -> tuple[float, list[int]]:
@@ -209,20 +238,20 @@ def flow_rate(environment: Environment, count: int, orders: int, label: str) -> 
     engine, crm, customers = environment.engine, environment.crm, environment.customers
     with workers(environment, count, label) as running:
         # warm-up: connections, shard ownership, the per-process customer check
-        say(f"{label}: warming up")
-        warm_deadline = time.monotonic() + 60.0
-        while True:
+        # warm-up: shard ownership spread over the workers, then connections and the per-process customer check
+        say(f"{label}: waiting for the shards to be spread over the workers")
+        spread_deadline = time.monotonic() + 60.0
+        while not all(w.owned_shards() for w in running) and time.monotonic() < spread_deadline:
+            time.sleep(0.2)
+        say(f"{label}: shards owned {[w.owned_shards() for w in running]}; warming up")
+        for _ in range(2):
             warm = place_orders(crm, customers, len(customers))
             wait_until(all_settled(engine, warm), SETTLE_TIMEOUT, "the warm-up orders")
-            if all(w.settled_orders() > 0 for w in running):
-                break
-            if time.monotonic() > warm_deadline:
-                say(f"{label}: not every worker settled an order during 60 s of warm-up")
-                break
         say(f"{label}: timing {orders} orders")
         before = [w.settled_orders() for w in running]
         start = time.perf_counter()
-        ids = place_orders(crm, customers, orders, offset=1)
+        ids = place_orders(crm, customers, orders, offset=1, threads=environment.placers)
+        say(f"{label}: {orders} orders placed in {time.perf_counter() - start:.1f} s")
         wait_until(all_settled(engine, ids), SETTLE_TIMEOUT, f"{orders} orders", poll=0.02)
         elapsed = time.perf_counter() - start
         after = [w.settled_orders() for w in running]
@@ -351,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
         help="PostgreSQL admin database: the run creates its own database next to it and drops it after",
     )
+    parser.add_argument("--placers", type=int, default=4, help="threads placing the timed orders in the CRM")
+    parser.add_argument("--log-dir", type=Path, default=None, help="keep the workers' log files here")
     parser.add_argument("--allow-few-runs", action="store_true", help="smoke tests only: fewer than 3 runs")
     args = parser.parse_args(argv)
     if args.runs < 3 and not args.allow_few_runs:
@@ -387,7 +418,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 env["ESB_WORKER__SHARDS"] = str(args.shards)
             engine = create_db_engine(db_env["ESB_DATABASE_URL"])
             upgrade(engine)
-            environment = Environment(env, CrmService(session_factory(engine)), engine, work)
+            log_dir = work if args.log_dir is None else args.log_dir
+            log_dir.mkdir(parents=True, exist_ok=True)
+            environment = Environment(env, CrmService(session_factory(engine)), engine, log_dir, args.placers)
             try:
                 prepare(environment, erp, args.customers)
                 erp.set_faults(latency_ms=args.latency_ms)
@@ -416,8 +449,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     medians = {v: statistics.median(rates) for v, rates in results.items()}
     print(f"{'variant':<16} {'median':>8} {'min':>8} {'max':>8}  orders/s")
     for variant in variants:
-        rates = results[variant]
-        print(f"{variant:<16} {medians[variant]:>8.1f} {min(rates):>8.1f} {max(rates):>8.1f}")
+        measured = results[variant]
+        print(f"{variant:<16} {medians[variant]:>8.1f} {min(measured):>8.1f} {max(measured):>8.1f}")
     raw = medians["raw sequential"]
     ratios = ", ".join(f"{v} {medians[v] / raw:.2f}" for v in variants[1:])
     print(f"ratio to raw sequential: {ratios}")
