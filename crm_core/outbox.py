@@ -139,19 +139,18 @@ class _FileLock:
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
-        if self._fd is None:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock if no one holds it; opens the file for as long as the lock is held."""
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             return False
+        self._fd = fd
         return True
 
     def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
+        """Give the lock back (closing the file releases it)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -331,11 +330,6 @@ class OutboxRelay:
                 stop.wait(busy_interval)
             elif sum(done) < self._batch_size:
                 stop.wait(idle_interval)
-
-    def close(self) -> None:
-        """Release the relay's lock file, if it has one."""
-        if self._file_lock is not None:
-            self._file_lock.close()
 
 
 def _mark(session: Session, events: Sequence[PendingEvent], unrouted: set[str]) -> tuple[int, list[PendingEvent]]:

@@ -22,7 +22,7 @@ from canonical_model.party import Address, Contact, Customer
 from canonical_model.product import Product
 from canonical_model.text import printable
 from canonical_model.truncation import truncate
-from crm_core.db_errors import translate_errors
+from crm_core.db_errors import CrmUnavailable, translate_errors
 from crm_core.errors import CrossReferenceConflict, InvalidRequest, NotFound
 from crm_core.models import (
     AddressRow,
@@ -52,6 +52,8 @@ from crm_core.schemas import (
 SOURCE = "/crm"
 #: statuses an outcome may still settle: ``failed`` is not final, a replay may confirm or reject it
 UNSETTLED = (OrderStatus.PLACED.value, OrderStatus.FAILED.value)
+#: rounds a version claim tries against concurrent claims before it gives up (transient)
+CLAIM_TRIES = 5
 #: characters of a failure reason the CRM keeps
 FAILURE_REASON_MAX = 1000
 
@@ -168,39 +170,57 @@ class CrmService:
             add_event(session, Envelope.new(events.CUSTOMER_UPDATED, customer, source=SOURCE, subject=customer.id))
         return customer
 
-    def claim_erp_customer_version(self, customer_id: str, version: int, *, message_id: str) -> VersionClaim:
+    def claim_erp_customer_version(
+        self, customer_id: str, version: int, *, message_id: str, count_skip: bool = True
+    ) -> VersionClaim:
         """Claim ``version`` of the customer for the ERP customer sync, before its ERP call.
 
         One transaction: the claim holds when no newer version was claimed (the claimed version is
         at most ``version``; the same version again, a redelivery, holds too), and ``version`` and
         ``message_id`` are recorded. Otherwise nothing is claimed, the customer's ``skipped`` count
-        goes up by one, and the answer names the newer version. Safe against concurrent claims:
+        goes up by one (unless ``count_skip`` is False: a caller that goes on all the same), and the
+        answer names the newer version. Safe against concurrent claims:
         a compare-and-set UPDATE, or the INSERT of the first claim (a lost race is tried again).
         """
-        for _ in range(3):
+        for _ in range(CLAIM_TRIES):
             try:
                 with self._sessions() as session, session.begin():
-                    return self._claim_version(session, customer_id, version, message_id)
+                    return self._claim_version(session, customer_id, version, message_id, count_skip)
             except IntegrityError:
                 continue  # a concurrent first claim won the INSERT: compare with it
-        raise InvalidRequest("customer_id", f"{customer_id}: the version claim kept conflicting")
+        raise CrmUnavailable(f"the ERP version claim of customer {customer_id[:40]} kept conflicting")
 
     @staticmethod
-    def _claim_version(session: Session, customer_id: str, version: int, message_id: str) -> VersionClaim:
+    def _claim_version(
+        session: Session, customer_id: str, version: int, message_id: str, count_skip: bool
+    ) -> VersionClaim:
         now = utcnow()
-        claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            update(ErpCustomerVersion)
-            .where(ErpCustomerVersion.customer_id == customer_id, ErpCustomerVersion.version <= version)
-            .values(version=version, message_id=message_id, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount == 1:
-            return VersionClaim(claimed=True, version=version)
-        newer = session.scalar(select(ErpCustomerVersion.version).where(ErpCustomerVersion.customer_id == customer_id))
-        if newer is None:
-            session.add(ErpCustomerVersion(customer_id=customer_id, version=version, message_id=message_id, skipped=0))
-            session.flush()  # a concurrent first claim makes this an IntegrityError: the caller tries again
-            return VersionClaim(claimed=True, version=version)
+        for _ in range(CLAIM_TRIES):
+            claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+                update(ErpCustomerVersion)
+                .where(ErpCustomerVersion.customer_id == customer_id, ErpCustomerVersion.version <= version)
+                .values(version=version, message_id=message_id, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount == 1:
+                return VersionClaim(claimed=True, version=version)
+            newer = session.scalar(
+                select(ErpCustomerVersion.version).where(ErpCustomerVersion.customer_id == customer_id)
+            )
+            if newer is None:
+                session.add(
+                    ErpCustomerVersion(customer_id=customer_id, version=version, message_id=message_id, skipped=0)
+                )
+                session.flush()  # a concurrent first claim makes this an IntegrityError: the caller tries again
+                return VersionClaim(claimed=True, version=version)
+            if newer > version:
+                break
+            # PostgreSQL (read committed): the first claim committed between the UPDATE and the SELECT,
+            # with a version not newer than ours: the UPDATE sees it now
+        else:
+            raise CrmUnavailable(f"the ERP version claim of customer {customer_id[:40]} kept changing under it")
+        if not count_skip:
+            return VersionClaim(claimed=False, version=int(newer))
         session.execute(
             update(ErpCustomerVersion)
             .where(ErpCustomerVersion.customer_id == customer_id)

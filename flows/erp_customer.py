@@ -118,7 +118,9 @@ def erp_customer_of(
         # the order route reports fields from the order's point of view: the customer's are under customer.
         raise MappingError(f"{PREFIX}{exc.path}", exc.value, exc.reason, mapping=exc.mapping) from exc
     if claim_message_id is not None:
-        crm.claim_erp_customer_version(customer.id, customer.version, message_id=claim_message_id)
+        # a newer version claimed already: the customer sync creates or will update it; this create
+        # (a no-op if the ERP has the EXTREF) only makes sure the order has a customer
+        crm.claim_erp_customer_version(customer.id, customer.version, message_id=claim_message_id, count_skip=False)
     try:
         result = erp.create_customer(request, idempotency_key=idempotency_key, correlation_id=correlation_id)
     except BusinessRejection as exc:

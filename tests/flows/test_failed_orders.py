@@ -151,17 +151,21 @@ def test_the_brokers_own_dead_lettering_fails_the_order_with_the_x_death_reason(
     connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
     try:
         channel = connection.channel()
+        channel.basic_qos(prefetch_count=1)
         # (2) Before any route runs, another consumer rejects the first order without requeue,
         # and keeps returning the second until the quorum queue's own delivery limit drops it.
-        method, _, _ = channel.basic_get(queue, auto_ack=False)
+        # (A consumer, not basic.get: the broker refuses that on a single-active-consumer queue.)
+        deliveries = channel.consume(queue, inactivity_timeout=2)
+        method, _, _ = next(deliveries)
         assert method is not None
         channel.basic_reject(method.delivery_tag, requeue=False)
-        for _ in range(20):
-            method, _, _ = channel.basic_get(queue, auto_ack=False)
+        for _ in range(500):  # bounded: the route queue's delivery limit is far below
+            method, _, _ = next(deliveries)
             if method is None:
                 break
             channel.basic_reject(method.delivery_tag, requeue=True)
         assert method is None, "the broker dead-lettered the message past its delivery limit"
+        channel.cancel()
     finally:
         connection.close()
     with Worker(app):
