@@ -50,6 +50,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
+import psutil
 import requests
 import sqlalchemy
 import zeep
@@ -88,6 +89,7 @@ class Environment:
     log_dir: Path
     #: threads placing the timed orders (so that placing is not what limits the flow)
     placers: int = 4
+    erp_pid: int | None = None
     customers: list[str] = field(default_factory=list)
     kunnrs: list[str] = field(default_factory=list)
 
@@ -237,7 +239,6 @@ def flow_rate(environment: Environment, count: int, orders: int, label: str) -> 
     """Orders/s place -> settled through ``count`` worker processes, and how many orders each settled."""
     engine, crm, customers = environment.engine, environment.crm, environment.customers
     with workers(environment, count, label) as running:
-        # warm-up: connections, shard ownership, the per-process customer check
         # warm-up: shard ownership spread over the workers, then connections and the per-process customer check
         say(f"{label}: waiting for the shards to be spread over the workers")
         spread_deadline = time.monotonic() + 60.0
@@ -249,13 +250,31 @@ def flow_rate(environment: Environment, count: int, orders: int, label: str) -> 
             wait_until(all_settled(engine, warm), SETTLE_TIMEOUT, "the warm-up orders")
         say(f"{label}: timing {orders} orders")
         before = [w.settled_orders() for w in running]
+        processes = {"workers": [w.process.pid for w in running], "ERP": [environment.erp_pid], "bench": [os.getpid()]}
+        cpu_before = {name: cpu_seconds(pids) for name, pids in processes.items()}
         start = time.perf_counter()
         ids = place_orders(crm, customers, orders, offset=1, threads=environment.placers)
         say(f"{label}: {orders} orders placed in {time.perf_counter() - start:.1f} s")
         wait_until(all_settled(engine, ids), SETTLE_TIMEOUT, f"{orders} orders", poll=0.02)
         elapsed = time.perf_counter() - start
+        cpu = {name: (cpu_seconds(pids) - cpu_before[name]) * 1000 / orders for name, pids in processes.items()}
         after = [w.settled_orders() for w in running]
+    say(f"{label}: CPU per order: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in cpu.items()))
     return orders / elapsed, [a - b for a, b in zip(after, before, strict=True)]
+
+
+def cpu_seconds(pids: Sequence[int | None]) -> float:
+    """User + system CPU seconds the processes ``pids`` used so far (0 for one that is gone)."""
+    total = 0.0
+    for pid in pids:
+        if pid is None:
+            continue
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 # -- raw zeep
@@ -420,7 +439,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             upgrade(engine)
             log_dir = work if args.log_dir is None else args.log_dir
             log_dir.mkdir(parents=True, exist_ok=True)
-            environment = Environment(env, CrmService(session_factory(engine)), engine, log_dir, args.placers)
+            environment = Environment(
+                env, CrmService(session_factory(engine)), engine, log_dir, args.placers, erp_pid=erp.pid
+            )
             try:
                 prepare(environment, erp, args.customers)
                 erp.set_faults(latency_ms=args.latency_ms)
@@ -429,10 +450,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                     rates: dict[str, float] = {}
                     shares: dict[str, list[int]] = {}
                     for variant in order:
-                        if variant == "raw sequential":
-                            rates[variant] = raw_rate(erp.wsdl_url, environment.kunnrs, args.orders, 1)
-                        elif variant.startswith("raw "):
-                            rates[variant] = raw_rate(erp.wsdl_url, environment.kunnrs, args.orders, args.raw_threads)
+                        if variant.startswith("raw "):
+                            threads = 1 if variant == "raw sequential" else args.raw_threads
+                            cpu_before = cpu_seconds([erp.pid]), cpu_seconds([os.getpid()])
+                            rates[variant] = raw_rate(erp.wsdl_url, environment.kunnrs, args.orders, threads)
+                            erp_ms = (cpu_seconds([erp.pid]) - cpu_before[0]) * 1000 / args.orders
+                            own_ms = (cpu_seconds([os.getpid()]) - cpu_before[1]) * 1000 / args.orders
+                            say(f"run{run} {variant}: CPU per call: ERP {erp_ms:.0f} ms, zeep client {own_ms:.0f} ms")
                         else:
                             count = int(variant.split()[0])
                             rates[variant], shares[variant] = flow_rate(
