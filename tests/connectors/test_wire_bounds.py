@@ -134,9 +134,7 @@ def _run(transport: Any, queue: str, until: Callable[[], bool], handled: list[st
             raise BusinessRejection(str(envelope.data["fail"]), code="FUZZ")
 
     stop = threading.Event()
-    thread = threading.Thread(
-        target=transport.consume, args=(queue, envelope_consumer(handler)), kwargs={"stop": stop}
-    )
+    thread = threading.Thread(target=transport.consume, args=(queue, envelope_consumer(handler)), kwargs={"stop": stop})
     thread.start()
     try:
         for _ in range(300):

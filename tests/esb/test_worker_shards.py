@@ -6,11 +6,15 @@ No back office is called: no message is published. Waits are bounded polls, not 
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from esb.app import Application
@@ -26,6 +30,18 @@ def eventually(condition: Callable[[], bool], what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"not within {BOUND} s: {what}")
         time.sleep(0.02)
+
+
+@contextmanager
+def _info_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """``capture_logs`` at INFO whatever level an earlier test configured (its filter drops INFO first)."""
+    wrapper = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(wrapper_class=wrapper)
 
 
 def _settings(tmp_path: Path, namespace: str, shards: int) -> EsbSettings:
@@ -45,7 +61,7 @@ def test_two_workers_share_the_shards_of_every_route_and_one_takes_over_when_the
     tmp_path: Path, unique_name: str
 ) -> None:
     settings = _settings(tmp_path, unique_name, shards=4)
-    with capture_logs() as logs, Application(settings) as first_app, Application(settings) as second_app:
+    with _info_logs() as logs, Application(settings) as first_app, Application(settings) as second_app:
         first = Worker(first_app).start()
         try:
             eventually(lambda: owned(first) == frozenset(range(4)), "the first worker owns all 4 shards")
