@@ -5,7 +5,7 @@ UV_VERSION = 0.13.9
 BIN = $(VENV)/bin
 EXTRAS ?= dev
 
-.PHONY: setup demo test lint typecheck unit bench bench-flow clean
+.PHONY: setup demo test lint typecheck unit soak bench bench-flow clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -31,6 +31,11 @@ unit: setup
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# The fault-injection runs of issue 8 at their full counts (500 orders, 20 SIGKILLs, each crash point 3 times,
+# broker restarts); `make test` runs the same tests with small counts. One field: SOAK_ORDERS=2000 make soak.
+soak: setup
+	SOAK=1 $(BIN)/pytest -m soak -s --durations=20 tests/soak tests/flows
 
 bench: setup
 	$(BIN)/python bench/transport_throughput.py

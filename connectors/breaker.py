@@ -5,7 +5,10 @@ walking every queued message through its retry schedule; a request that fails th
 every try while the others succeed (a poison message) must not pause anything. So the breaker
 counts *consecutive* transient failures of one system (Michael Nygard, *Release It!*, "Circuit
 Breaker"; the consecutive-failure rule of pybreaker): a success in between resets the count, so
-a poison message never opens it. ``failures`` in a row open it; while open, routes that call the
+a poison message never opens it. Failures are counted per *message*: a message that failed
+before and fails again since the last success adds nothing, so a poison message retried with no
+other traffic in between (its retries come after the backlog, or the route is idle) does not open
+it either. ``failures`` in a row open it; while open, routes that call the
 system wait before taking their next delivery; after ``interval`` seconds one delivery goes
 through as a probe (half-open): its success closes the breaker, its failure opens it for another
 interval. Business refusals and bad input (``PermanentError``) are answers: they count as success.
@@ -27,6 +30,10 @@ import structlog
 from canonical_model.errors import PermanentError, TransientError
 
 log = structlog.get_logger(__name__)
+
+
+#: message keys a breaker remembers as failed since its last success (it opens long before, at ``failures``)
+FAILING_KEYS_MAX = 10_000
 
 
 class BreakerState(StrEnum):
@@ -62,6 +69,8 @@ class CircuitBreaker:
         self._count = 0
         self._opened_at = 0.0
         self._probing = False
+        #: keys (message ids) of the deliveries that failed since the last success, at most FAILING_KEYS_MAX
+        self._failing: set[str] = set()
         #: probes let through so far (for tests and the operator)
         self.probes = 0
 
@@ -93,14 +102,19 @@ class CircuitBreaker:
                 self._lock.wait(timeout=min(max(remaining, 0.05), 0.5))
             return False
 
-    def record(self, error: BaseException | None) -> None:
-        """The outcome of a delivery that ``wait`` let through: ``None`` (success), or its error."""
+    def record(self, error: BaseException | None, key: str | None = None) -> None:
+        """The outcome of a delivery that ``wait`` let through: ``None`` (success), or its error. ``key``
+        (the message id): a failure of a message that already failed since the last success is not
+        counted again (a poison message retried alone is no outage); None: every failure counts."""
         failed = error is not None and self.concerns(error)
         neutral = error is not None and not failed and not isinstance(error, PermanentError)
         with self._lock:
             probe, self._probing = self._probing and self._state is BreakerState.HALF_OPEN, False
             if failed:
-                self._count += 1
+                if key is None or key not in self._failing:
+                    self._count += 1
+                if key is not None and len(self._failing) < FAILING_KEYS_MAX:
+                    self._failing.add(key)
                 if probe or (self._state is BreakerState.CLOSED and self._count >= self.failures):
                     self._open(error)
             elif neutral and not probe:
@@ -109,6 +123,7 @@ class CircuitBreaker:
                 if self._state is not BreakerState.CLOSED:
                     log.info("circuit breaker closed", system=self.system)
                 self._state, self._count = BreakerState.CLOSED, 0
+                self._failing.clear()
             self._lock.notify_all()
 
     def _open(self, error: BaseException | None) -> None:
@@ -134,9 +149,9 @@ class RouteGate:
         """Wait until every breaker lets a delivery go; False when the worker is stopping."""
         return all(breaker.wait(self._stop) for breaker in self._breakers)
 
-    def leave(self, error: BaseException | None) -> None:
+    def leave(self, error: BaseException | None, key: str | None = None) -> None:
         for breaker in self._breakers:
-            breaker.record(error)
+            breaker.record(error, key)
 
 
 class Breakers:
@@ -159,4 +174,4 @@ class Breakers:
         return RouteGate([self.of(system) for system in systems], stop) if systems else None
 
 
-__all__ = ["BreakerState", "Breakers", "CircuitBreaker", "RouteGate"]
+__all__ = ["FAILING_KEYS_MAX", "BreakerState", "Breakers", "CircuitBreaker", "RouteGate"]

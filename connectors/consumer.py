@@ -34,7 +34,7 @@ from canonical_model.envelope import MAX_BODY_BYTES, Envelope
 from canonical_model.errors import InvalidMessage, PermanentError, TransientError
 from canonical_model.truncation import truncate
 from connectors.attempts import AttemptJournal
-from connectors.base import LAST_ERROR_MAX, Delivery, DeliveryHandler
+from connectors.base import LAST_ERROR_MAX, Delivery, DeliveryHandler, delivery_limit_reason
 from connectors.dead_letters import DeadLetter, read_dead_letter
 from connectors.topics import topic_matches
 
@@ -50,6 +50,8 @@ Checkpoint = Callable[[str], None]
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
 #: tries that killed the consumer (started, never settled) before a redelivered message is dead-lettered
 DEFAULT_CRASH_LIMIT = 5
+#: the delivery limit of a route's queue before delayed retries (only ``sleep_retry`` still uses it)
+OLD_DELIVERY_LIMIT = 5
 #: the checkpoint after a handler returned (its effect committed) and before the ack
 AFTER_HANDLER = "route.after_commit"
 
@@ -65,8 +67,9 @@ class Gate(Protocol):
         """Block while the route is paused; False: do not try (the worker is stopping)."""
         ...
 
-    def leave(self, error: BaseException | None) -> None:
-        """The outcome of the try ``enter`` let through."""
+    def leave(self, error: BaseException | None, key: str | None = None) -> None:
+        """The outcome of the try ``enter`` let through; ``key``: the message's id (a message failing
+        again is not one more failure of the back office)."""
         ...
 
 
@@ -81,7 +84,10 @@ class DeliveryPolicy:
 
     ``ack_before_work`` and ``sleep_retry`` switch safeguards *off*, for tests that must show they
     can catch the loss or the dead letter that follows (``esb.test_hooks``): ack first, then work;
-    the old retry that paused in the consumer thread and requeued.
+    the old retry that paused in the consumer thread (``requeue_pause`` seconds, doubling per
+    delivery, at most ``requeue_pause_max``) and requeued, dead-lettering a message delivered more
+    than ``requeue_limit`` times (the old route queues' delivery limit; the queues' own limit is now
+    a backstop of 100).
     """
 
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
@@ -91,6 +97,9 @@ class DeliveryPolicy:
     checkpoint: Checkpoint = field(default=_no_checkpoint)
     ack_before_work: bool = False
     sleep_retry: bool = False
+    requeue_pause: float = 0.5
+    requeue_pause_max: float = 8.0
+    requeue_limit: int = OLD_DELIVERY_LIMIT
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.retry_schedule) <= 20 or any(step <= 0 for step in self.retry_schedule):
@@ -235,7 +244,7 @@ def _try(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -
         error = exc
     finally:
         if gate is not None:
-            gate.leave(error)
+            gate.leave(error, delivery.message_id)
     if error is None:
         policy.checkpoint(AFTER_HANDLER)
         delivery.ack()
@@ -248,7 +257,12 @@ def _try(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -
     # transient, or an unexpected bug that must not kill the route: the retry schedule bounds it
     last_error = str(error) if isinstance(error, TransientError) else f"unexpected {type(error).__name__}: {error}"
     if policy.sleep_retry:  # a safeguard switched off (tests): the old pause in the consumer thread, then requeue
-        time.sleep(min(8.0, 0.5 * 2**delivery.previous_deliveries))
+        time.sleep(min(policy.requeue_pause_max, policy.requeue_pause * 2**delivery.previous_deliveries))
+        if delivery.previous_deliveries + 1 > policy.requeue_limit:  # the old route queue's delivery limit
+            reason = delivery_limit_reason(last_error)
+            delivery.dead_letter(reason=reason, error_type="DeliveryLimitExceeded")
+            _log_settled(delivery, "dead_lettered", reason)
+            return "dead_lettered"
         delivery.requeue(last_error)
         _log_settled(delivery, "requeued", error)
         return "requeued"
@@ -294,6 +308,7 @@ __all__ = [
     "DEFAULT_CRASH_LIMIT",
     "DEFAULT_RETRY_SCHEDULE",
     "MAX_LOGGED_CHARS",
+    "OLD_DELIVERY_LIMIT",
     "Checkpoint",
     "DeadLetterHandler",
     "DeliveryPolicy",

@@ -40,7 +40,7 @@ def build_transport(settings: EsbSettings) -> Transport:
             heartbeat=settings.rabbitmq_heartbeat,
             reconnect_max_delay=settings.rabbitmq_reconnect_max_delay,
         )
-    return create_transport("embedded", url=settings.embedded_url)
+    return create_transport("embedded", url=settings.embedded_url, lease_seconds=settings.embedded_lease_seconds)
 
 
 class Application:

@@ -136,6 +136,9 @@ class EsbSettings(BaseSettings):
     rabbitmq_reconnect_max_delay: float = Field(default=2.0, ge=0.5, le=300)
     #: embedded transport's database; default: its own SQLite file in data_dir
     embedded_url: str | None = None
+    #: seconds a consumer of the embedded transport holds what it claimed unless renewed (every third
+    #: of it, while handlers run): a killed consumer's messages, and its exclusive queues, move on after this
+    embedded_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
     #: prefix of every exchange and queue name, so that several installations share one broker
     namespace: str = Field(default="esb", pattern=r"^[a-z][a-z0-9_-]*$")
     erp: ErpSettings = ErpSettings(url=DEFAULT_ERP_URL)

@@ -158,6 +158,8 @@ class Worker:
             checkpoint=hooks.checkpoint,
             ack_before_work=hooks.safeguard_off("ack_before_commit"),
             sleep_retry=hooks.safeguard_off("sleep_retry"),
+            requeue_pause=settings.requeue_pause,
+            requeue_pause_max=settings.requeue_pause_max,
         )
 
     def concurrency(self, route: Route | DeadLetterRoute) -> int:

@@ -153,8 +153,9 @@ class ConsumeLoop:
         return max(0.001, min(longest, self._next_keep - time.time()))
 
     def _wait_for_items(self) -> None:
+        # woken when there is room to claim; at least every poll interval, to see ``stop`` soon
         self._changed.clear()
-        self._changed.wait(self._until_keep(self._lease / 3))
+        self._changed.wait(self._until_keep(self._settings.poll_interval))
 
     # -- the handler's side (an executor thread)
 

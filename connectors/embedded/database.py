@@ -85,10 +85,27 @@ def wakeup_for(key: str) -> Wakeup:
         return _wakeups.setdefault(key, Wakeup())
 
 
+_write_locks: dict[str, threading.RLock] = {}
+
+
+def write_lock_for(key: str) -> threading.RLock:
+    """The process-wide lock of one SQLite file's write transactions (every transport of this process on it)."""
+    with _wakeups_lock:
+        return _write_locks.setdefault(key, threading.RLock())
+
+
 def database_key(url: URL) -> str:
     if url.get_backend_name() == "sqlite" and not is_memory(url):
         return f"sqlite:{Path(url.database or '').resolve()}"
     return url.render_as_string(hide_password=False)
 
 
-__all__ = ["READ_ONLY", "Wakeup", "create_transport_engine", "database_key", "is_memory", "wakeup_for"]
+__all__ = [
+    "READ_ONLY",
+    "Wakeup",
+    "create_transport_engine",
+    "database_key",
+    "is_memory",
+    "wakeup_for",
+    "write_lock_for",
+]

@@ -128,15 +128,21 @@ class Claim:
 
 
 class Store:
-    def __init__(self, engine: Engine, *, serialize: bool) -> None:
+    def __init__(
+        self, engine: Engine, *, serialize: bool, write_lock: AbstractContextManager[Any] | None = None
+    ) -> None:
         self._engine = engine
         # an in-memory database is one shared connection: its transactions must not interleave
         self._serial: AbstractContextManager[Any] = threading.RLock() if serialize else nullcontext()
+        # a SQLite file: this process's writers queue here rather than in SQLite's busy handler, whose
+        # growing sleeps (up to 100 ms) let a claim starve behind a stream of acks
+        self._write_lock: AbstractContextManager[Any] = write_lock or nullcontext()
 
     @contextmanager
     def _transaction(self, operation: str, *, read_only: bool = False) -> Iterator[Connection]:
+        writing = nullcontext() if read_only else self._write_lock
         try:
-            with self._serial, self._engine.connect() as connection:
+            with self._serial, writing, self._engine.connect() as connection:
                 if read_only:
                     connection.execution_options(**{READ_ONLY: True})
                 with connection.begin():
@@ -575,16 +581,38 @@ class Store:
 
     # -- counts
 
+    @staticmethod
+    def _members(info: QueueInfo) -> list[str]:
+        """The queues that hold ``info``'s messages: its shards, or itself."""
+        return [f"{info.name}.{index}" for index in range(info.shards)] if info.shards > 1 else [info.name]
+
+    @staticmethod
+    def _ready_in(names: list[str], now: float) -> Any:
+        return and_(messages.c.queue.in_(names), or_(messages.c.lease_until.is_(None), messages.c.lease_until < now))
+
     def count_ready(self, queue: str) -> int:
+        """Ready messages of ``queue`` (of all its shards for a sharded group)."""
         with self._transaction("message_count", read_only=True) as conn:
-            self._queue_info(conn, queue, "message_count")
-            query = select(func.count()).select_from(messages).where(self._ready(queue, time.time()))
+            names = self._members(self._queue_info(conn, queue, "message_count"))
+            query = select(func.count()).select_from(messages).where(self._ready_in(names, time.time()))
             return int(conn.scalar(query) or 0)
 
     def purge(self, queue: str) -> int:
+        """Drop the ready messages of ``queue`` (of all its shards for a sharded group); returns how many."""
         with self._transaction("purge") as conn:
-            self._queue_info(conn, queue, "purge")
-            return int(conn.execute(delete(messages).where(self._ready(queue, time.time()))).rowcount)
+            names = self._members(self._queue_info(conn, queue, "purge"))
+            return int(conn.execute(delete(messages).where(self._ready_in(names, time.time()))).rowcount)
+
+    def oldest_ready_shard(self, group: QueueInfo) -> str | None:
+        """The shard of ``group`` whose oldest ready message was published first (for ``get`` on a group)."""
+        with self._transaction("get", read_only=True) as conn:
+            query = (
+                select(messages.c.queue)
+                .where(self._ready_in(self._members(group), time.time()))
+                .order_by(messages.c.id)
+                .limit(1)
+            )
+            return conn.scalar(query)
 
 
 def _shard(queue: str, shards: int, key: str) -> str:

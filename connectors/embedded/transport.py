@@ -26,7 +26,13 @@ from sqlalchemy.engine import make_url
 from canonical_model.errors import TransportError
 from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport
 from connectors.embedded.consuming import ConsumeLoop, LoopSettings
-from connectors.embedded.database import create_transport_engine, database_key, is_memory, wakeup_for
+from connectors.embedded.database import (
+    create_transport_engine,
+    database_key,
+    is_memory,
+    wakeup_for,
+    write_lock_for,
+)
 from connectors.embedded.delivery import EmbeddedDelivery
 from connectors.embedded.store import Store, transport_error
 
@@ -50,7 +56,9 @@ class EmbeddedTransport(Transport):
     ) -> None:
         parsed = make_url(url)
         self._engine = create_transport_engine(url, busy_timeout=busy_timeout)
-        self._store = Store(self._engine, serialize=is_memory(parsed))
+        file = parsed.get_backend_name() == "sqlite" and not is_memory(parsed)
+        write_lock = write_lock_for(database_key(parsed)) if file else None
+        self._store = Store(self._engine, serialize=is_memory(parsed), write_lock=write_lock)
         self._wakeup = wakeup_for(database_key(parsed))
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
@@ -123,10 +131,13 @@ class EmbeddedTransport(Transport):
 
     def get(self, queue: str) -> Delivery | None:
         """One message, handed over at once (its lease runs ``lease_seconds``); ignores the consumer lease
-        of an exclusive queue (for tools and tests)."""
+        of an exclusive queue (for tools and tests). On a sharded group: the oldest of its shards' messages."""
         info = self._store.queue_info(queue, "get")
         if info.shards > 1:
-            raise transport_error(f"queue {queue!r} is a group of {info.shards} shards: get from a shard", "get")
+            shard = self._store.oldest_ready_shard(info)
+            if shard is None:
+                return None
+            info = self._store.queue_info(shard, "get")
         claim = self._store.claim(info, 1, self._lease_seconds)
         if not claim.messages:
             return None
@@ -139,6 +150,7 @@ class EmbeddedTransport(Transport):
         )
 
     def message_count(self, queue: str) -> int:
+        """Ready messages (a sharded group: of all its shards; a delayed retry is not ready before its time)."""
         return self._store.count_ready(queue)
 
     def purge(self, queue: str) -> int:

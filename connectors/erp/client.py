@@ -41,7 +41,13 @@ from connectors.erp.errors import (
     translated,
     unreadable_value,
 )
-from connectors.erp.raw_answer import AnswerNotReadable, answer_text, fault_code_scope, unconvertible_element
+from connectors.erp.raw_answer import (
+    AnswerNotReadable,
+    answer_text,
+    check_well_formed,
+    fault_code_scope,
+    unconvertible_element,
+)
 from connectors.erp.results import ChangeBatch, CustomerCreated, MaterialSaved, Record, SalesOrderResult
 from connectors.erp.settings import ErpSettings
 from connectors.erp.transport import AnswerLimits, ErpTransport, NotSoapAnswer
@@ -187,6 +193,7 @@ class ErpClient:
                 "CreateSalesOrder",
                 correlation_id,
                 by_hand=True,
+                lenient=True,
                 IDEMPOTENCY_KEY=idempotency_key,
                 HEADER=dict(header),
                 ITEMS={"ITEM": [dict(item) for item in items]},
@@ -302,13 +309,15 @@ class ErpClient:
         *,
         idempotent: bool = True,
         by_hand: bool = False,
+        lenient: bool = False,
         **params: Any,
     ) -> Any:
         """One operation: retried on transport failures, errors translated, the answer as a plain dict.
 
         ``by_hand``: when zeep cannot convert a value of the answer, return the answer read by hand
         (``raw_answer.answer_text``: every value the ERP's text) instead of raising
-        ``UnreadableAnswerValue``.
+        ``UnreadableAnswerValue``. ``lenient``: zeep's schema checks are off (``_lenient_answers``); the
+        answer must still be well-formed XML, else it is an unreadable answer (transient).
         """
         bound = self._log.bind(operation=operation, correlation_id=correlation_id)
         # every attempt's deadline is clipped to what is left of the budget (the transport reads it)
@@ -325,7 +334,10 @@ class ErpClient:
             else:
                 session.headers.pop(CORRELATION_HEADER, None)
             try:
-                return getattr(service, operation)(**params)
+                answer = getattr(service, operation)(**params)
+                if lenient:  # zeep's lenient mode lets lxml repair an answer cut short: refuse it here
+                    check_well_formed(transport.last_answer)
+                return answer
             except zeep.exceptions.Fault as exc:
                 # the fault code's prefix is resolved where it is written, not through <detail>
                 exc.code_scope = fault_code_scope(transport.last_answer)  # type: ignore[attr-defined]

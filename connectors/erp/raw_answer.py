@@ -82,6 +82,18 @@ def answer_text(content: bytes) -> Text:
     return value if isinstance(value, dict) else {}
 
 
+def check_well_formed(content: bytes | None) -> None:
+    """Raise ``etree.XMLSyntaxError`` unless ``content`` (an answer's bytes; None: nothing read) is
+    well-formed XML, parsed with the hardened options and no recovery.
+
+    zeep's lenient mode (``strict=False``, used where an accepted order must not be refused for a
+    missing element) also turns on lxml's *recover*, which repairs an answer cut short into an
+    empty response: that must stay an unreadable answer, never an accepted order.
+    """
+    if content is not None:
+        etree.fromstring(content, etree.XMLParser(recover=False, **_PARSER_OPTIONS))
+
+
 def fault_code_scope(content: bytes | None) -> dict[str | None, str] | None:
     """The namespaces in scope at the answer's fault code element (SOAP 1.1 ``faultcode``, 1.2
     ``Code/Value``), to resolve the code's QName prefix; None when the answer holds no fault code."""
@@ -137,4 +149,11 @@ def unconvertible_element(tb: TracebackType | None) -> tuple[str, str | None] | 
     return element_path(found), found.text
 
 
-__all__ = ["AnswerNotReadable", "answer_text", "element_path", "fault_code_scope", "unconvertible_element"]
+__all__ = [
+    "AnswerNotReadable",
+    "answer_text",
+    "check_well_formed",
+    "element_path",
+    "fault_code_scope",
+    "unconvertible_element",
+]

@@ -118,3 +118,16 @@ def test_one_breaker_per_system_shared_by_routes() -> None:
 def test_settings_are_checked(failures: int, interval: float) -> None:
     with pytest.raises(ValueError):
         CircuitBreaker("erp", failures=failures, interval=interval)
+
+
+def test_a_poison_request_retried_alone_never_opens_it() -> None:
+    """With no other traffic in between (an idle route, or its retries behind the backlog), the poison
+    message's tries are consecutive failures: counted once per message, they never open it."""
+    b = breaker(Clock(), failures=2)
+    for _ in range(6):
+        assert b.wait(NOT_RUNNING)
+        b.record(ERP_DOWN, "poison-1")
+    assert b.state is BreakerState.CLOSED
+    assert b.wait(NOT_RUNNING)
+    b.record(ERP_DOWN, "other-1")
+    assert b.state is BreakerState.OPEN, "a second message failing too is an outage"

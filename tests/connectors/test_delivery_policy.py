@@ -77,12 +77,14 @@ class Gate:
     def __init__(self, open_: bool) -> None:
         self.open = open_
         self.outcomes: list[BaseException | None] = []
+        self.keys: list[str | None] = []
 
     def enter(self) -> bool:
         return self.open
 
-    def leave(self, error: BaseException | None) -> None:
+    def leave(self, error: BaseException | None, key: str | None = None) -> None:
         self.outcomes.append(error)
+        self.keys.append(key)
 
 
 def test_the_gate_holds_the_try_and_hears_its_outcome() -> None:
@@ -99,6 +101,7 @@ def test_the_gate_holds_the_try_and_hears_its_outcome() -> None:
     assert settle(RecordingDelivery(VALID), failing, DeliveryPolicy(gate=gate)) == "retried"
     assert settle(RecordingDelivery(VALID), lambda e: None, DeliveryPolicy(gate=gate)) == "acked"
     assert gate.outcomes == [error, None]
+    assert gate.keys == ["m-1", "m-1"], "the gate hears which message it was"
 
 
 def test_the_checkpoint_falls_between_the_handlers_effect_and_the_ack() -> None:

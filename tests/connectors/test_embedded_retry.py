@@ -296,12 +296,20 @@ def test_a_database_of_the_previous_version_is_upgraded_at_declare(url: str, uni
         transport.close()
 
 
-def test_a_sharded_group_is_not_a_queue_to_consume(lite: EmbeddedTransport, unique_name: str) -> None:
-    lite.declare(topology(unique_name, QueueSpec(f"{unique_name}.orders", ("order.*",), shards=3)))
+def test_a_sharded_group_is_not_a_queue_to_consume_but_tools_see_all_its_shards(
+    lite: EmbeddedTransport, unique_name: str
+) -> None:
+    group = f"{unique_name}.orders"
+    lite.declare(topology(unique_name, QueueSpec(group, ("order.*",), shards=3)))
     with pytest.raises(TransportError, match="3 shards"):
-        lite.consume(f"{unique_name}.orders", lambda d: None, stop=threading.Event())
-    with pytest.raises(TransportError, match="3 shards"):
-        lite.get(f"{unique_name}.orders")
+        lite.consume(group, lambda d: None, stop=threading.Event())
+    assert lite.get(group) is None
+    lite.publish([OutgoingMessage("order.placed", b"x", f"m-{n}", partition_key=f"C-{n}") for n in range(6)])
+    assert lite.message_count(group) == 6
+    first = lite.get(group)
+    assert first is not None and first.message_id == "m-0" and first.queue.startswith(f"{group}.")
+    first.ack()
+    assert lite.purge(group) == 5 and lite.message_count(group) == 0
 
 
 def test_headers_of_a_retry_are_json_of_plain_values(lite: EmbeddedTransport, lite_orders: str) -> None:
