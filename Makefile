@@ -5,7 +5,7 @@ UV_VERSION = 0.13.9
 BIN = $(VENV)/bin
 EXTRAS ?= dev
 
-.PHONY: setup demo test lint typecheck unit soak bench clean
+.PHONY: setup demo test lint typecheck unit soak bench bench-flow clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -39,6 +39,11 @@ soak: setup
 
 bench: setup
 	$(BIN)/python bench/transport_throughput.py
+
+# Orders/s place -> settled through 1, 2 and 4 worker processes next to raw zeep calls (RabbitMQ + PostgreSQL,
+# 20 ms ERP latency); BENCH_FLOW_ARGS="--transport embedded" for embedded + SQLite.
+bench-flow: setup
+	$(BIN)/python bench/full_flow.py $(BENCH_FLOW_ARGS)
 
 # Re-resolve the lock after changing dependencies in pyproject.toml.
 lock:
