@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from canonical_model.errors import TransportError
 from connectors.base import (
     DELIVERY_LIMIT_EXCEEDED,
+    HEADER_ATTEMPTS,
     HEADER_PARTITION_KEY,
     HeaderValue,
     OutgoingMessage,
@@ -498,7 +499,9 @@ class Store:
             reason=reason, error_type=error_type, queue=info.name, routing_key=message.routing_key
         )
         # the same bound as on RabbitMQ (its frame): a copy never grows past what the original plus ours allow
-        headers = fit_headers(message.headers, ours, size_of=json_size)
+        # without the route's try count: a dead-letter subscriber starts its own retry schedule at its first try
+        original = {k: v for k, v in message.headers.items() if k != HEADER_ATTEMPTS}
+        headers = fit_headers(original, ours, size_of=json_size)
         partition_key = message.headers.get(HEADER_PARTITION_KEY)
         key = partition_key if isinstance(partition_key, str) else message.message_id or ""
         now = time.time()

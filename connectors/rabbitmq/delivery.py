@@ -20,6 +20,7 @@ import structlog
 
 from canonical_model.truncation import truncate
 from connectors.base import (
+    HEADER_ATTEMPTS,
     HEADER_ORIGINAL_ROUTING_KEY,
     HEADER_RETRY_DELAY,
     Delivery,
@@ -199,7 +200,9 @@ class RabbitMQDelivery(Delivery):
         self._settle("return", lambda: self._channel.basic_nack(self._tag, requeue=True))
 
     def dead_letter(self, reason: str, error_type: str) -> None:
-        original = {key: value for key, value in self._raw_headers.items() if key != DELIVERY_COUNT}
+        # without the route's try count: a dead-letter subscriber starts its own retry schedule at its first try
+        left_out = (DELIVERY_COUNT, HEADER_ATTEMPTS)
+        original = {key: value for key, value in self._raw_headers.items() if key not in left_out}
         ours = dead_letter_headers(reason=reason, error_type=error_type, queue=self.queue, routing_key=self.routing_key)
         # the original's headers may fill a frame by themselves: ours must not push the copy past it
         headers = fit_headers(original, ours, size_of=encoded_size)

@@ -35,6 +35,7 @@ from connectors.base import (
     DEAD_LETTER_HEADERS_MAX,
     HEADER_ATTEMPTS,
     HEADER_DROPPED_HEADERS,
+    HEADER_ERROR_REASON,
     HEADER_LAST_ERROR,
     LAST_ERROR_MAX,
     Delivery,
@@ -317,3 +318,21 @@ def test_headers_of_a_retry_are_json_of_plain_values(lite: EmbeddedTransport, li
     get_eventually(lite, lite_orders).retry(0, "ü" * 10)
     headers = get_eventually(lite, lite_orders).headers
     assert json.loads(json.dumps(dict(headers))) == {"n": 1, HEADER_ATTEMPTS: 1, HEADER_LAST_ERROR: "ü" * 10}
+
+
+def test_a_dead_letter_subscriber_gets_the_copy_without_the_routes_try_count(
+    lite: EmbeddedTransport, unique_name: str
+) -> None:
+    """A retried message dead-lettered after its tries: the subscriber's copy starts at try 0 (it used to
+    carry the route's count, so a subscriber on a schedule no longer than the route's gave up at once)."""
+    failures = QueueSpec(f"{unique_name}.failures", ())
+    lite.declare(topology(unique_name, subscribers=(failures,)))
+    orders = f"{unique_name}.orders"
+    lite.publish([OutgoingMessage("order.placed", b"poison", "m-1")])
+    get_eventually(lite, orders).retry(0.1, "erp down")
+    again = get_eventually(lite, orders)
+    assert again.attempts == 1
+    again.dead_letter("retries exhausted after 2 tries; last error: erp down", "RetriesExhausted")
+    copy = get_eventually(lite, failures.name)
+    assert (copy.attempts, HEADER_ATTEMPTS in copy.headers) == (0, False)
+    assert str(copy.headers[HEADER_ERROR_REASON]).startswith("retries exhausted after 2 tries")

@@ -23,6 +23,7 @@ from crm_core import outbox
 from crm_core.models import OutboxRow
 from esb.app import Application
 from esb.config import EsbSettings
+from tests.queues import drain_all
 
 COMBINATIONS = [("embedded", "sqlite"), ("embedded", "postgresql"), ("rabbitmq", "sqlite"), ("rabbitmq", "postgresql")]
 
@@ -66,13 +67,9 @@ def _write_events(app: Application, *types: str) -> list[Envelope]:
     return envelopes
 
 
-def _drain(transport: Transport, queue: str) -> list[str | None]:
-    """Take every ready message of ``queue`` (acking it); returns their message ids."""
-    ids = []
-    while (delivery := transport.get(queue)) is not None:
-        ids.append(delivery.message_id)
-        delivery.ack()
-    return ids
+def _drain(transport: Transport, topology: Topology, queue: str) -> list[str | None]:
+    """Take every ready message of ``queue``, of each of its shards (acking it); returns their message ids."""
+    return [delivery.message_id for delivery in drain_all(transport, topology, queue)]
 
 
 def test_an_unroutable_event_is_parked_and_the_rest_relayed_exactly_once(
@@ -88,8 +85,8 @@ def test_an_unroutable_event_is_parked_and_the_rest_relayed_exactly_once(
             failures.append(str(exc))
     orders_queue = app.queue_of(next(r for r in app.routes if "order.placed" in r.bindings))
     customers_queue = app.queue_of(next(r for r in app.routes if "customer.created" in r.bindings))
-    assert _drain(app.transport, orders_queue) == [placed.id]
-    assert _drain(app.transport, customers_queue) == [created.id]
+    assert _drain(app.transport, app.topology, orders_queue) == [placed.id]
+    assert _drain(app.transport, app.topology, customers_queue) == [created.id]
     assert failures == []
     assert relay.pending() == 0
 
@@ -108,8 +105,8 @@ def test_an_unroutable_event_is_parked_and_the_rest_relayed_exactly_once(
     assert relay.pending() == 1
     assert relay.relay_once() == 1
     assert relay.relay_once() == 0
-    assert _drain(app.transport, merged_bound.queues[-1].name) == [merged.id]
-    assert _drain(app.transport, orders_queue) == []
+    assert _drain(app.transport, merged_bound, merged_bound.queues[-1].name) == [merged.id]
+    assert _drain(app.transport, app.topology, orders_queue) == []
     assert outbox.parked_events(app.sessions) == []
 
 

@@ -1,7 +1,7 @@
 """Issue 6, acceptance 3: after every case, no CRM order is left ``placed`` once its message has left
 the route (settled, or dead-lettered for any reason).
 
-The whole worker runs (embedded transport, SQLite: the default) against a small fake SOAP server in a
+The whole worker runs (embedded transport, SQLite, 4 shards: the defaults) against a small fake SOAP server in a
 thread that answers each case's way; its good answers are the reference ERP's own bytes, recorded
 once from the real server. One order per case, settled before the next is placed, each ending in the
 state the issue names; at the end no order of the CRM is ``placed``.
@@ -73,7 +73,13 @@ def app(tmp_path: Path) -> Iterator[tuple[Application, FakeSoapServer]]:
         settings = EsbSettings(
             data_dir=tmp_path,
             erp={"url": fake.url, "retry_wait": 0.01, "retry_wait_max": 0.02},  # type: ignore[arg-type]
-            worker={"material_sync_seconds": 0, "requeue_pause": 0.01, "requeue_pause_max": 0.02},  # type: ignore[arg-type]
+            # the retry schedule and the breaker's pause scaled down (defaults: 1 s .. 10 min, 30 s), so that
+            # an order whose every try fails is dead-lettered within the test's wait, breaker and all
+            worker={  # type: ignore[arg-type]
+                "material_sync_seconds": 0,
+                "retry_schedule": [0.1, 0.2, 0.4],
+                "breaker_interval": 0.2,
+            },
         )
         with Application(settings) as application, Worker(application):
             yield application, fake

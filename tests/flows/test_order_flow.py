@@ -24,6 +24,7 @@ from esb.demo import new_order
 from esb.worker import Worker
 from flows.material_sync import sync_materials
 from tests.flows.conftest import application_on
+from tests.queues import shard_queues
 
 COMBINATIONS = [
     ("embedded", "sqlite"),
@@ -101,8 +102,9 @@ def test_orders_reach_the_erp_and_come_back_confirmed_or_rejected(
         assert kunnr is not None and erp_order["KUNNR"] == kunnr
 
         # Redelivered order.placed messages of a confirmed and of a rejected order are ignored: no ERP
-        # call, no second ERP order, no change in the CRM. A marker order queued behind them tells
-        # when they have been handled (one consumer, one queue: in order).
+        # call, no second ERP order, no change in the CRM. A marker order per customer queued behind
+        # them tells when they have been handled (one customer's messages share one queue, or one
+        # shard of it, with one consumer: in order).
         exposure_before = app.erp.credit_status(kunnr)["OBLIG"]
         calls_before = erp_server.calls("CreateSalesOrder")
         replays = [
@@ -111,8 +113,10 @@ def test_orders_reach_the_erp_and_come_back_confirmed_or_rejected(
         ]
         publish_envelopes(app.transport, replays)
         marker = app.crm.place_order(new_order(good.id, ("MAT-1002", "1", None, None)))
-        assert _wait_settled(app, [marker.id])[marker.id].status == OrderStatus.CONFIRMED
-        assert erp_server.calls("CreateSalesOrder") == calls_before + 1, "only the marker reached the ERP"
+        small_marker = app.crm.place_order(new_order(small.id, ("MAT-1002", "1", None, None)))
+        settled = _wait_settled(app, [marker.id, small_marker.id])
+        assert (settled[marker.id].status, settled[small_marker.id].status) == (OrderStatus.CONFIRMED,) * 2
+        assert erp_server.calls("CreateSalesOrder") == calls_before + 2, "only the markers reached the ERP"
         assert app.erp.credit_status(kunnr)["OBLIG"] == exposure_before + marker.total
         assert app.crm.get_order(first.id).erp_order_number == erp_number
         assert app.crm.get_order(over_credit.id).status == OrderStatus.REJECTED
@@ -120,8 +124,9 @@ def test_orders_reach_the_erp_and_come_back_confirmed_or_rejected(
     dead = app.transport.get(app.topology.dead_letter_queue)
     assert dead is not None and dead.body == b"{not json"
     assert "not a valid envelope" in str(dead.headers[HEADER_ERROR_REASON])
-    assert dead.headers[HEADER_FAILED_QUEUE] == app.queue_of(
-        next(r for r in app.routes if r.name == "erp.order_placed")
-    )
+    # the order route's queue, i.e. one of its shards (worker.shards: 4 by default)
+    order_queue = app.queue_of(next(r for r in app.routes if r.name == "erp.order_placed"))
+    assert dead.headers[HEADER_FAILED_QUEUE] in shard_queues(app.topology, order_queue)
+    assert len(shard_queues(app.topology, order_queue)) == 4, "the product's default shards are what is tested"
     dead.ack()
     assert app.transport.message_count(app.topology.dead_letter_queue) == 0, "nothing else was dead-lettered"
