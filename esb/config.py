@@ -69,9 +69,9 @@ class WorkerSettings(BaseModel):
     #: how often the material master is pulled from the ERP; 0 turns the periodic pull off
     material_sync_seconds: float = Field(default=300.0, ge=0)
     outbox_batch_size: int = Field(default=500, ge=1)
-    #: seconds a route waits before requeueing a message that failed transiently, doubling per delivery
+    #: the old retry's pause (seconds, doubling per delivery) and its cap: used only with the test hook
+    #: ``ESB_TEST_SAFEGUARDS_OFF=sleep_retry`` (tests showing what that retry lost); ``retry_schedule`` rules
     requeue_pause: float = Field(default=0.5, ge=0, le=60)
-    #: the longest such pause (keep it under the broker heartbeat and the embedded lease)
     requeue_pause_max: float = Field(default=8.0, ge=0, le=60)
     #: bytes of a message body a route parses at all; a larger one is dead-lettered unparsed
     max_message_bytes: int = Field(default=MAX_BODY_BYTES, ge=64 * 1024, le=128 * 1024 * 1024)
