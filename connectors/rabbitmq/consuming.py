@@ -185,6 +185,10 @@ class Executor:
                 return  # withdrawn meanwhile
             session, delivery = self._items.popleft()
             session.running += 1
+        self._run(session, delivery)
+
+    def _run(self, session: Session, delivery: RabbitMQDelivery) -> None:
+        """Handle a delivery taken from the queue (``session.running`` counted it), then uncount it."""
         try:
             self._handle(session, delivery)
         finally:
@@ -212,12 +216,7 @@ class Executor:
                     return
                 session, delivery = self._items.popleft()
                 session.running += 1
-            try:
-                self._handle(session, delivery)
-            finally:
-                with self._condition:
-                    session.running -= 1
-                    self._condition.notify_all()
+            self._run(session, delivery)
 
     def _handle(self, session: Session, delivery: RabbitMQDelivery) -> None:
         if not session.open:
