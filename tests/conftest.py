@@ -32,6 +32,15 @@ def missing_service(what: str) -> None:
     pytest.skip(f"{what} is not reachable")
 
 
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> None:
+    """Each test starts from structlog's defaults: a test that configured logging (the CLI sets the level
+    to WARNING) must not hide the INFO lines a later test captures."""
+    import structlog
+
+    structlog.reset_defaults()
+
+
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> str:
     if not _reachable("127.0.0.1", 5672):
