@@ -76,12 +76,19 @@ def test_an_envelope_of_another_type_is_dead_lettered_before_the_handler(
         for kind in ("customer.created", "order.exploded")
     ]
     app.transport.publish(
-        [OutgoingMessage(routing_key="order.placed", body=event.to_bytes(), message_id=event.id) for event in forged]
+        [
+            # the customer's partition key: the same shard as the CRM's order.placed, behind them
+            OutgoingMessage(
+                routing_key="order.placed", body=event.to_bytes(), message_id=event.id, partition_key=customer_id
+            )
+            for event in forged
+        ]
     )
     calls_before = erp_server.calls("CreateSalesOrder")
 
     # The forged envelopes are queued before the CRM's own order.placed (the relay starts with the
-    # worker), and one consumer takes them in order: when the order is settled they were handled.
+    # worker) in the same shard, and its one consumer takes them in order: when the order is settled
+    # they were handled.
     with Worker(app):
         assert _wait_not_placed(app, order.id) == OrderStatus.CONFIRMED
 
