@@ -19,6 +19,7 @@ import pytest
 
 from connectors.base import DeliveryHandler, OutgoingMessage, QueueSpec, Topology
 from connectors.rabbitmq import RabbitMQTransport
+from tests.conftest import missing_service
 
 WAIT = 20.0
 
@@ -86,10 +87,10 @@ def consuming(
 def rabbitmqctl(*args: str) -> str:
     """Output of ``rabbitmqctl``; the test skips where it cannot be run (not installed, no access)."""
     if shutil.which("rabbitmqctl") is None:
-        pytest.skip("rabbitmqctl is not installed")
+        missing_service("rabbitmqctl (the broker's own tool)")
     done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False)
     if done.returncode != 0:
-        pytest.skip(f"rabbitmqctl {args[0]} failed: {done.stderr.strip()[:300]}")
+        pytest.fail(f"rabbitmqctl {args[0]} failed: {done.stderr.strip()[:300]}")
     return done.stdout
 
 

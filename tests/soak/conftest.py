@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,6 @@ STACKS = ("rabbitmq+postgresql", "embedded+sqlite")
 #: seconds a soak test may take before pytest-timeout stops it (its own loops are bounded far below)
 CI_TIMEOUT = 600
 FULL_TIMEOUT = 3600
-
-
-def has_test_hooks() -> bool:
-    """Whether the product has its crash points and safeguard switches (esb/test_hooks.py, issue 8)."""
-    return find_spec("esb.test_hooks") is not None
-
-
-requires_test_hooks = pytest.mark.skipif(
-    not has_test_hooks(), reason="needs the product's crash points and safeguard switches (esb/test_hooks.py)"
-)
 
 
 #: soak tests that `make test` (CI) leaves to `make soak`, to keep within CI's time budget (they take

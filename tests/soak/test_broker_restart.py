@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from backoffice.erp.process import ErpServerProcess
-from tests.soak.conftest import StackFactory, requires_test_hooks
+from tests.soak.conftest import StackFactory
 from tests.soak.harness import SoakCounts, SoakRun, restart_broker, soak_full
 
 pytestmark = [pytest.mark.soak, pytest.mark.rabbitmq]
@@ -65,7 +65,6 @@ def test_a_broker_restart_loses_nothing_and_doubles_nothing(
     assert report.pids_end == report.pids_start, "the workers were restarted: they must recover by themselves"
 
 
-@requires_test_hooks
 def test_a_broker_restart_is_caught_losing_orders_when_the_relay_marks_before_it_publishes(
     make_stack: StackFactory, soak_erp: ErpServerProcess, tmp_path: Path
 ) -> None:

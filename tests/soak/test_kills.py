@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from backoffice.erp.process import ErpServerProcess
-from tests.soak.conftest import STACKS, StackFactory, has_test_hooks, requires_test_hooks
+from tests.soak.conftest import STACKS, StackFactory
 from tests.soak.harness import (
     AFTER_COMMIT,
     AFTER_ERP_ANSWER,
@@ -58,8 +58,6 @@ def test_kills_lose_nothing_and_double_nothing(
 ) -> None:
     counts = SoakCounts.pick(ci=CI, full=FULL)
     crash_points = CRASH_POINTS if counts.crash_hits else ()
-    if crash_points and not has_test_hooks():
-        pytest.skip("needs the product's crash points (esb/test_hooks.py); SOAK_CRASH_HITS=0 runs the random kills")
     run = SoakRun(make_stack(kind), soak_erp, counts, tmp_path, crash_points=crash_points)
     report = run.execute()
     assert report.problems() == [], report.summary()
@@ -85,7 +83,6 @@ FULL_OFF = SoakCounts(
 )
 
 
-@requires_test_hooks
 @pytest.mark.parametrize("kind", STACKS if soak_full() else STACKS[:1])
 @pytest.mark.parametrize(("safeguard", "crash_point", "finding"), SAFEGUARDS_OFF)
 def test_kills_are_caught_losing_or_doubling_orders_with_a_safeguard_off(
