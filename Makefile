@@ -27,8 +27,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Two test processes (pytest-xdist): most tests wait on a broker, a database or an ERP process, so two
+# halve the wall time on 2 cores. Tests marked `broker_exclusive` stop the shared broker: they run alone after.
 unit: setup
-	$(BIN)/pytest -q --durations=20
+	$(BIN)/pytest -q -n 2 -m "not broker_exclusive" --durations=20
+	$(BIN)/pytest -q -m broker_exclusive --durations=5
 
 test: lint typecheck unit
 

@@ -17,7 +17,7 @@ from backoffice.erp.process import ErpServerProcess
 from tests.soak.conftest import StackFactory
 from tests.soak.harness import SoakCounts, SoakRun, restart_broker, soak_full
 
-pytestmark = [pytest.mark.soak, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.soak, pytest.mark.rabbitmq, pytest.mark.broker_exclusive]
 
 CI = SoakCounts(
     orders=40,
