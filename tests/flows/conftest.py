@@ -3,6 +3,7 @@ a given transport and CRM database (the real broker and PostgreSQL where asked).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from backoffice.erp.process import ErpServerProcess
 from esb.app import Application
 from esb.config import EsbSettings
+from tests.flows.guarantees import StackApp, guarantee_app
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +60,17 @@ def app(
     """The application on each transport, with a SQLite CRM."""
     with application_on(request, tmp_path, erp_server, unique_name, request.param) as application:
         yield application
+
+
+@pytest.fixture
+def stack_app(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    erp_server: ErpServerProcess,
+    unique_name: str,
+    transport: str,
+    database: str,
+) -> StackApp:
+    """``guarantee_app`` bound to the test's ``transport`` and ``database`` (parametrized on the test), its
+    own namespace and the module's reference ERP: call it with the overrides, use it as a context manager."""
+    return functools.partial(guarantee_app, request, tmp_path, erp_server, unique_name, transport, database)

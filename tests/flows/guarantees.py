@@ -14,7 +14,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,11 @@ GOOD_LINE: DemoLine = ("MAT-1002", "1", None, None)
 CREDIT_BLOCK_LINE: DemoLine = ("MAT-1001", "3", None, None)
 #: a material the ERP does not know: UNKNOWN_MATERIAL
 UNKNOWN_MATERIAL_LINE: DemoLine = ("MAT-9999", "1", "H87", "99.00")
+
+
+#: ``stack_app(**overrides)``: ``guarantee_app`` on the test's transport, database, namespace and ERP (the
+#: fixture of tests/flows/conftest.py)
+StackApp = Callable[..., AbstractContextManager[Application]]
 
 
 @contextmanager

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,11 +40,11 @@ from tests.flows.guarantees import (
     UNKNOWN_MATERIAL_LINE,
     DeadLetterSeen,
     Settlements,
+    StackApp,
     clear_faults,
     customers,
     duplicates,
     erp_fault_answers,
-    guarantee_app,
     order_message_ids,
     percentile,
     place,
@@ -223,20 +222,10 @@ def _report(run: FaultRun) -> dict[str, Any]:
 @pytest.mark.timeout(900 if SOAK else 240)
 @pytest.mark.parametrize("transport,database", STACKS_CI_ONE)
 def test_orders_end_confirmed_rejected_or_dead_lettered_under_30_percent_erp_faults(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
+    stack_app: StackApp,
     erp_server: ErpServerProcess,
-    unique_name: str,
-    transport: str,
-    database: str,
 ) -> None:
-    with guarantee_app(
-        request,
-        tmp_path,
-        erp_server,
-        unique_name,
-        transport,
-        database,
+    with stack_app(
         worker={"retry_schedule": SCHEDULE, "breaker_interval": BREAKER_INTERVAL},
         erp_settings=ERP_CLIENT,
     ) as app:
@@ -253,21 +242,11 @@ def test_orders_end_confirmed_rejected_or_dead_lettered_under_30_percent_erp_fau
 
 @pytest.mark.parametrize("transport,database", RABBITMQ_ONLY)
 def test_without_the_idempotency_key_late_answers_make_duplicates_and_the_check_sees_them(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
+    stack_app: StackApp,
     erp_server: ErpServerProcess,
-    unique_name: str,
-    transport: str,
-    database: str,
 ) -> None:
     """Point 6: the same check, with ``no_idempotency_key``: a retry after a late answer is a second ERP order."""
-    with guarantee_app(
-        request,
-        tmp_path,
-        erp_server,
-        unique_name,
-        transport,
-        database,
+    with stack_app(
         worker={"retry_schedule": SCHEDULE, "breaker_interval": BREAKER_INTERVAL},
         erp_settings=ERP_CLIENT,
         hooks=TestHooks(safeguards_off=frozenset({"no_idempotency_key"})),

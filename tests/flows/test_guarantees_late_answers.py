@@ -14,8 +14,6 @@ answers 3 s later (3x past the deadline), the retry schedule is [0.1, 0.2, 0.4, 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import structlog
 
@@ -26,9 +24,9 @@ from flows.material_sync import sync_materials
 from tests.flows.guarantees import (
     STACKS_CI_ONE,
     Settlements,
+    StackApp,
     customers,
     duplicates,
-    guarantee_app,
     order_message_ids,
     place,
     take_dead_letters,
@@ -47,20 +45,10 @@ ORDERS = 3
 @pytest.mark.soak  # SOAK=1 (make soak): full counts and embedded + SQLite too
 @pytest.mark.parametrize("transport,database", STACKS_CI_ONE)
 def test_an_order_the_erp_created_while_answering_past_the_deadline_is_confirmed_once(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
+    stack_app: StackApp,
     erp_server: ErpServerProcess,
-    unique_name: str,
-    transport: str,
-    database: str,
 ) -> None:
-    with guarantee_app(
-        request,
-        tmp_path,
-        erp_server,
-        unique_name,
-        transport,
-        database,
+    with stack_app(
         # the one slow order fails 5 times in a row with no other traffic: the breaker opens; probe every 1 s
         worker={"retry_schedule": SCHEDULE, "breaker_interval": 1.0},
         erp_settings={

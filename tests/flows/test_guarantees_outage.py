@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import structlog
@@ -39,10 +38,10 @@ from tests.flows.guarantees import (
     STACKS_CI_ONE,
     DeadLetterSeen,
     Settlements,
+    StackApp,
     customers,
     duplicates,
     erp_fault_answers,
-    guarantee_app,
     order_message_ids,
     place,
     settle_times,
@@ -144,21 +143,12 @@ def run_outage(app: Application, erp: ErpServerProcess, *, orders: int, outage: 
 @pytest.mark.timeout(400 if SOAK else 200)
 @pytest.mark.parametrize("transport,database", STACKS_CI_ONE)
 def test_orders_wait_out_an_erp_outage_with_one_probe_per_breaker_interval(
+    stack_app: StackApp,
     request: pytest.FixtureRequest,
-    tmp_path: Path,
     erp_server: ErpServerProcess,
-    unique_name: str,
-    transport: str,
-    database: str,
 ) -> None:
     assert sum(OUTAGE_SCHEDULE) >= OUTAGE, "the scaled schedule outlasts the scaled outage, as 13.6 min do 10 min"
-    with guarantee_app(
-        request,
-        tmp_path,
-        erp_server,
-        unique_name,
-        transport,
-        database,
+    with stack_app(
         worker={
             "retry_schedule": OUTAGE_SCHEDULE,
             "breaker_failures": BREAKER_FAILURES,
@@ -176,25 +166,15 @@ def test_orders_wait_out_an_erp_outage_with_one_probe_per_breaker_interval(
 
 @pytest.mark.parametrize("transport,database", RABBITMQ_ONLY)
 def test_the_old_sleep_and_requeue_dead_letters_orders_in_the_same_outage(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
+    stack_app: StackApp,
     erp_server: ErpServerProcess,
-    unique_name: str,
-    transport: str,
-    database: str,
 ) -> None:
     """Point 6: ``sleep_retry`` off: the consumer thread pauses and requeues, and the old delivery limit ends it.
 
     The old code had no circuit breaker either: it is kept shut here (1,000 failures). With the breaker
     on, a 20 s outage lets only about ten probes through, too few for any message to reach the old
     limit, so the breaker alone would hide what the delayed retry is for."""
-    with guarantee_app(
-        request,
-        tmp_path,
-        erp_server,
-        unique_name,
-        transport,
-        database,
+    with stack_app(
         worker={
             "retry_schedule": OUTAGE_SCHEDULE,
             "breaker_failures": 1000,
@@ -220,21 +200,11 @@ SLOW_MS = 6000
 
 @pytest.mark.parametrize("transport,database", STACKS)
 def test_a_handler_three_heartbeats_long_completes_once_without_redelivery(
-    request: pytest.FixtureRequest,
+    stack_app: StackApp,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
     erp_server: ErpServerProcess,
-    unique_name: str,
-    transport: str,
-    database: str,
 ) -> None:
-    with guarantee_app(
-        request,
-        tmp_path,
-        erp_server,
-        unique_name,
-        transport,
-        database,
+    with stack_app(
         erp_settings={"call_deadline": 9.0, "operation_timeout": 9.0, "retry_budget": 20.0},
         rabbitmq_heartbeat=HEARTBEAT,
         embedded_lease_seconds=LEASE,
@@ -285,20 +255,10 @@ def _time_to_confirm(app: Application, customer_ids: list[str], count: int) -> t
 @pytest.mark.soak  # SOAK=1 (make soak): full counts and embedded + SQLite too
 @pytest.mark.parametrize("transport,database", STACKS_CI_ONE)
 def test_a_poison_message_ahead_of_20_good_orders_delays_them_by_one_retry_step_at_most(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
+    stack_app: StackApp,
     erp_server: ErpServerProcess,
-    unique_name: str,
-    transport: str,
-    database: str,
 ) -> None:
-    with guarantee_app(
-        request,
-        tmp_path,
-        erp_server,
-        unique_name,
-        transport,
-        database,
+    with stack_app(
         # the default 5 failures in a row: the poison's first tries come between good orders (each success
         # resets the count); once they are done its last 3 tries come alone, and 3 < 5
         worker={"retry_schedule": POISON_SCHEDULE, "breaker_failures": 5, "breaker_interval": BREAKER_INTERVAL},
