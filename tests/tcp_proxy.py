@@ -1,8 +1,9 @@
 """A TCP forwarder a test can cut and restore: a broker outage (and its end) for one client, on the real
 broker, without stopping the broker every other test shares.
 
-``cut()`` closes the listening socket and every forwarded connection (the client sees its connection
-reset, new connections refused); ``restore()`` listens again on the same port.
+``drop()`` resets every forwarded connection and keeps listening (a network failure: the client may
+reconnect at once); ``cut()`` also closes the listening socket (a broker that is down: new connections
+refused); ``restore()`` listens again on the same port.
 """
 
 from __future__ import annotations
@@ -46,13 +47,19 @@ class TcpProxy:
         """Refuse new connections and reset every open one."""
         with self._lock:
             listener, self._listener = self._listener, None
-            sockets, self._sockets = self._sockets, []
         if listener is not None:
             listener.close()
+        self.drop()
+
+    def drop(self) -> int:
+        """Reset every open connection (listening goes on); returns how many were open."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+        return len(sockets) // 2
 
     def _accept(self, listener: socket.socket) -> None:
         while True:

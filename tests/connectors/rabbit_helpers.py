@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 import pytest
 
@@ -119,61 +118,3 @@ def close_connections(name_prefix: str) -> int:
         else:
             print(f"rabbitmqctl close_connection {pid}: {done.returncode} {done.stdout[:300]} {done.stderr[:300]}")
     return closed
-
-
-class RefusingProxy:
-    """A TCP proxy to the broker that a test turns "down": its connections are cut and new ones are closed
-    at once (as a broker that is not listening would refuse them), until it is turned up again."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._upstream = (host, port)
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._server.getsockname()[1]
-        self._lock = threading.Lock()
-        self._refusing = False
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def refuse(self, refusing: bool) -> None:
-        with self._lock:
-            self._refusing = refusing
-            pairs, self._pairs = (self._pairs, []) if refusing else ([], self._pairs)
-        for pair in pairs:
-            for sock in pair:
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            with self._lock:
-                refusing = self._refusing
-            if refusing:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self._upstream)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._pairs.append((client, upstream))
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, target: socket.socket) -> None:
-        with suppress(OSError):
-            while data := source.recv(65536):
-                target.sendall(data)
-        for sock in (source, target):
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._server.close()
-        self.refuse(True)

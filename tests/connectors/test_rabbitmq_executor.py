@@ -19,7 +19,6 @@ from connectors.base import Delivery, QueueSpec, Topology
 from connectors.rabbitmq import RabbitMQTransport
 from tests.connectors.rabbit_helpers import (
     WAIT,
-    RefusingProxy,
     close_connections,
     connections,
     consuming,
@@ -28,6 +27,7 @@ from tests.connectors.rabbit_helpers import (
     topology_of,
     wait_for,
 )
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -141,7 +141,7 @@ def test_consumers_reconnect_within_5_s_of_the_broker_being_back(
     5 s (reconnect delays capped at ``reconnect_max_delay``, 2 s by default). With the old settings (cap
     30 s, three connection attempts per try) it took 7.7 s: the outage is long enough to tell them apart."""
     broker = urlsplit(rabbitmq_url)
-    proxy = RefusingProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    proxy = TcpProxy((broker.hostname or "127.0.0.1", broker.port or 5672)).start()
     through_proxy = broker._replace(netloc=f"{broker.username}:{broker.password}@127.0.0.1:{proxy.port}")
     flaky = RabbitMQTransport(urlunsplit(through_proxy), client_name=f"esb-test-{unique_name}-proxied")
     direct = RabbitMQTransport(rabbitmq_url)
@@ -152,11 +152,11 @@ def test_consumers_reconnect_within_5_s_of_the_broker_being_back(
         with consuming(flaky, topology.queues[0].name, lambda d: (d.ack(), handled.append(time.monotonic()))):
             direct.publish([message("order.placed", b"before", "m-before")])
             wait_for(lambda: len(handled) == 1, "the first message")
-            proxy.refuse(True)  # down: existing connections cut, new ones refused
+            proxy.cut()  # down: existing connections reset, new ones refused
             time.sleep(16)
             direct.publish([message("order.placed", b"after", "m-after")])
             back = time.monotonic()
-            proxy.refuse(False)
+            proxy.restore()
             wait_for(lambda: len(handled) == 2, "the message after the outage")
         took = handled[1] - back
         print(f"consumer handled a message {took:.2f} s after the broker was back")
@@ -164,7 +164,7 @@ def test_consumers_reconnect_within_5_s_of_the_broker_being_back(
     finally:
         flaky.close()
         direct.close()
-        proxy.close()
+        proxy.cut()
 
 
 def test_stop_gives_back_unstarted_deliveries_and_waits_for_the_running_handler(

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -56,6 +55,7 @@ from connectors.rabbitmq import RabbitMQTransport
 from connectors.rabbitmq.topology import queue_arguments
 from connectors.registry import create_transport, transport_class
 from connectors.topics import topic_matches
+from tests.tcp_proxy import TcpProxy
 
 WAIT = 20.0
 
@@ -570,7 +570,7 @@ class TestRabbitMQTransport(TransportContract):
 
     def test_publisher_and_consumer_recover_from_a_lost_connection(self, rabbitmq_url: str, topology: Topology) -> None:
         broker = urlsplit(rabbitmq_url)
-        proxy = CuttableProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+        proxy = TcpProxy((broker.hostname or "127.0.0.1", broker.port or 5672)).start()
         through_proxy = broker._replace(netloc=f"{broker.username}:{broker.password}@127.0.0.1:{proxy.port}")
         flaky = RabbitMQTransport(urlunsplit(through_proxy), reconnect_delay=0.1)
         try:
@@ -579,7 +579,7 @@ class TestRabbitMQTransport(TransportContract):
             with consuming(flaky, self.orders(topology), collector):
                 flaky.publish([message("order.placed", b"before", "m-before")])
                 wait_for(lambda: len(collector.deliveries) == 1, "the first message")
-                assert proxy.cut() >= 2  # at least the publisher's and the consumer's connections
+                assert proxy.drop() >= 2  # at least the publisher's and the consumer's connections
                 # A publish that meets the dead connection raises TransportError and the caller
                 # publishes again, as the outbox relay does; the next call has a new connection.
                 for attempt in range(5):
@@ -593,7 +593,7 @@ class TestRabbitMQTransport(TransportContract):
             assert deliveries[-1].body == b"after"
         finally:
             flaky.close()
-            proxy.close()
+            proxy.cut()
 
     def test_consumer_comes_back_after_the_broker_closes_its_channel(
         self, transport: Transport, rabbitmq_url: str, topology: Topology
@@ -630,54 +630,6 @@ class TestRabbitMQTransport(TransportContract):
         dead = get_eventually(transport, topology.dead_letter_queue)  # the poison made it on a later delivery
         assert dead.body == b"poison"
         dead.ack()
-
-
-class CuttableProxy:
-    """A TCP proxy to the broker whose connections a test cuts, as a network failure would."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._upstream = (host, port)
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._server.getsockname()[1]
-        self._lock = threading.Lock()
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-                upstream = socket.create_connection(self._upstream)
-            except OSError:
-                return
-            with self._lock:
-                self._pairs.append((client, upstream))
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, target: socket.socket) -> None:
-        with suppress(OSError):
-            while data := source.recv(65536):
-                target.sendall(data)
-        for sock in (source, target):
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> int:
-        """Drop every connection made so far; returns how many."""
-        with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for pair in pairs:
-            for sock in pair:
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-        return len(pairs)
-
-    def close(self) -> None:
-        self._server.close()
-        self.cut()
 
 
 # -- embedded
