@@ -5,48 +5,19 @@ No test measures time: waits have generous limits only so that a broken transpor
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
-
-import pytest
-
-from connectors.base import Delivery, DeliveryHandler, QueueSpec, Topology, Transport
-
-WAIT = 30.0
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
+from connectors.base import Delivery, QueueSpec, Topology, Transport
+from tests.connectors.transport_helpers import WAIT as WAIT
+from tests.connectors.transport_helpers import consuming as consuming
+from tests.connectors.transport_helpers import get_eventually as get_eventually
+from tests.connectors.transport_helpers import topology_of
+from tests.connectors.transport_helpers import wait_for as wait_for
 
 
 def topology(name: str, *specs: QueueSpec, subscribers: tuple[QueueSpec, ...] = ()) -> Topology:
-    return Topology(
-        queues=specs or (QueueSpec(f"{name}.orders", ("order.*",), delivery_limit=3),),
-        dead_letter_subscribers=subscribers,
-        exchange=f"{name}.events",
-        dead_letter_exchange=f"{name}.dlx",
-        dead_letter_queue=f"{name}.dead_letter",
+    """``topology_of`` with one queue ``<name>.orders`` (order.*, delivery limit 3) unless ``specs`` are given."""
+    return topology_of(
+        name, *(specs or (QueueSpec(f"{name}.orders", ("order.*",), delivery_limit=3),)), subscribers=subscribers
     )
-
-
-def get_eventually(transport: Transport, queue: str) -> Delivery:
-    found: list[Delivery] = []
-
-    def take() -> bool:
-        delivery = transport.get(queue)
-        if delivery is not None:
-            found.append(delivery)
-        return bool(found)
-
-    wait_for(take, f"a message in {queue}")
-    return found[0]
 
 
 def drain(transport: Transport, queue: str) -> list[Delivery]:
@@ -56,20 +27,3 @@ def drain(transport: Transport, queue: str) -> list[Delivery]:
         delivery.ack()
         taken.append(delivery)
     return taken
-
-
-@contextmanager
-def consuming(transport: Transport, queue: str, handler: DeliveryHandler, **options: Any) -> Iterator[threading.Event]:
-    """Consume ``queue`` in a thread for the duration of the block (yields its stop event); the thread
-    must end once stop is set and the running handlers are done."""
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=transport.consume, args=(queue, handler), kwargs={"stop": stop, **options}, daemon=True
-    )
-    thread.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        thread.join(WAIT)
-        assert not thread.is_alive(), "consume did not return after stop was set"

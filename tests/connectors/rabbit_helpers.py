@@ -10,37 +10,18 @@ import re
 import shutil
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from connectors.base import DeliveryHandler, OutgoingMessage, QueueSpec, Topology
+from connectors.base import DeliveryHandler, OutgoingMessage, Topology
 from connectors.rabbitmq import RabbitMQTransport
 from tests.conftest import missing_service
-
-WAIT = 20.0
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
-
-
-def topology_of(namespace: str, *queues: QueueSpec, retry_delays: tuple[float, ...] = ()) -> Topology:
-    """A topology whose exchanges and dead letter queue are in ``namespace``."""
-    return Topology(
-        queues=queues,
-        exchange=f"{namespace}.events",
-        dead_letter_exchange=f"{namespace}.dlx",
-        dead_letter_queue=f"{namespace}.dead_letter",
-        retry_delays=retry_delays,
-        retry_exchange=f"{namespace}.retry",
-    )
+from tests.connectors.transport_helpers import WAIT as WAIT
+from tests.connectors.transport_helpers import consuming as shared_consuming
+from tests.connectors.transport_helpers import topology_of as topology_of
+from tests.connectors.transport_helpers import wait_for as wait_for
 
 
 def message(routing_key: str, body: bytes, message_id: str, partition_key: str | None = None) -> OutgoingMessage:
@@ -66,21 +47,12 @@ def consuming(
     concurrency: int = 1,
     stop: threading.Event | None = None,
 ) -> Iterator[threading.Event]:
-    """Consume ``queue`` in a thread for the duration of the block; the thread must end on stop."""
-    stop = stop or threading.Event()
-    thread = threading.Thread(
-        target=transport.consume,
-        args=(queue, handler),
-        kwargs={"stop": stop, "prefetch": prefetch, "concurrency": concurrency},
-        daemon=True,
-    )
-    thread.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        thread.join(WAIT + 35)
-        assert not thread.is_alive(), "consume did not return after stop was set"
+    """Consume ``queue`` in a thread for the duration of the block; the thread must end on stop (within the
+    transport's own reconnect and close allowances)."""
+    with shared_consuming(
+        transport, queue, handler, stop=stop, join_timeout=WAIT + 35, prefetch=prefetch, concurrency=concurrency
+    ) as stopped:
+        yield stopped
 
 
 def rabbitmqctl(*args: str) -> str:
