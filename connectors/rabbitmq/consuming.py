@@ -10,7 +10,9 @@ touches pika from the wrong thread.
 
 A delivery belongs to its session: once the connection or channel is gone (the session is closed),
 its unstarted deliveries are dropped (the broker delivers them again, to the next connection) and a
-settle raises ``TransportError``. A handler is never started for a delivery of a closed session.
+settle raises ``TransportError``. A handler is never started for a delivery of a closed session, nor
+once the consumer is stopping: such a delivery is left unsettled for the broker to return with the
+connection (``drop``), which on a single-active-consumer queue is what keeps it ahead of the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from typing import Any
 
 import structlog
 
-from canonical_model.errors import TransportError
 from connectors.base import DeliveryHandler, dispatch
 from connectors.rabbitmq.delivery import RabbitMQDelivery
 from connectors.rabbitmq.errors import translated, transport_error
@@ -135,6 +136,27 @@ class Session:
             call.done.set()
 
 
+def drop(connection: Any, *, timeout: float) -> None:
+    """End a ``pika.BlockingConnection`` the way a dying process does: close its socket, no AMQP closing
+    handshake, then let pika notice (at most ``timeout`` seconds). Never raises.
+
+    Why (RabbitMQ 3.10.8, seen in ``tests/connectors/test_consumer_handover.py`` and by hand): on a
+    quorum queue with a single active consumer, a consumer's ``basic.cancel``, and equally a clean
+    channel or connection close, makes the next consumer active at once, and the messages the old one
+    still held go back *behind* the ready ones (held 1, 2, 3; ready 4 .. 9: the next consumer sees 4 .. 9,
+    then 1, 2, 3). A nack before the cancel does not help: the broker delivers the returned messages to
+    the same consumer again before the cancel arrives. A connection lost without a close is handled
+    as the consumer's process going down: its messages are returned in their order ahead of the ready
+    ones, and only then is the next consumer activated (1, 2, 3, 4 .. 9), as when a worker is killed.
+    """
+    with suppress(Exception):
+        connection._impl._adapter_disconnect_stream()  # pika's own abort of the socket (no public call)
+    deadline = time.monotonic() + timeout
+    with suppress(Exception):  # pika raises the loss it was told about
+        while connection.is_open and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.05)
+
+
 class Executor:
     """``concurrency`` handler threads for one ``consume`` call; they outlive its connections.
 
@@ -224,8 +246,9 @@ class Executor:
             log.debug("delivery of a closed connection dropped", queue=self._queue, message_id=delivery.message_id)
             return
         if self._stop.is_set():
-            with suppress(TransportError):  # the connection is going: the message comes back by itself
-                delivery.return_unprocessed()
+            # left unsettled: the consumer drops its connection once its running handlers are done, and
+            # the broker returns it ahead of the queue's ready messages (a nack now would put it behind)
+            log.debug("delivery of a stopping consumer left to the broker", queue=self._queue)
             return
         dispatch(self._handler, delivery)
 
@@ -243,4 +266,4 @@ class Executor:
                     self._condition.wait(0.05)
 
 
-__all__ = ["Executor", "Session"]
+__all__ = ["Executor", "Session", "drop"]

@@ -10,7 +10,9 @@ pika allows one connection per thread, so this transport holds three kinds:
 
 A consumer whose connection is lost reconnects after ``reconnect_delay`` seconds, doubling per failed
 attempt up to ``reconnect_max_delay``; the deliveries of the lost connection that no handler had
-started are dropped (the broker delivers them again).
+started are dropped (the broker delivers them again). A consumer that stops hands its queue over in
+order: it starts nothing more, lets its running handlers settle, then drops its connection without
+cancelling (``consuming.drop`` says why), so the broker returns what it held ahead of the rest.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 from canonical_model.errors import TransportError
 from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport
-from connectors.rabbitmq.consuming import Executor, Session
+from connectors.rabbitmq.consuming import Executor, Session, drop
 from connectors.rabbitmq.delivery import RabbitMQDelivery
 from connectors.rabbitmq.errors import CHANNEL_ERRORS, CONNECTION_ERRORS, SYSTEM, translated
 from connectors.rabbitmq.publisher import ConfirmingPublisher
@@ -199,8 +201,9 @@ class RabbitMQTransport(Transport):
 
         This thread does I/O only; ``concurrency`` handler threads (or the caller's ``executor``) run the
         handler. At most ``prefetch``
-        unsettled messages are held. On stop: unstarted deliveries are given back (nack, requeue), running
-        handlers get up to ``stop_timeout`` seconds, then the connection is closed.
+        unsettled messages are held. On stop: nothing more starts, running handlers get up to ``stop_timeout``
+        seconds, then the connection is dropped and the broker returns the unstarted deliveries, in their
+        order, ahead of the queue's other messages, also to a consumer that takes the queue over.
         """
         handlers = Executor(handler, concurrency, queue, stop, shared=executor)
         try:
@@ -265,7 +268,7 @@ class RabbitMQTransport(Transport):
                     channel.basic_reject(method.delivery_tag, requeue=False)
                     return
                 if stop.is_set():
-                    held.append(delivery)  # given back unprocessed once the consumer is cancelled (_wind_down)
+                    held.append(delivery)  # not started: the broker returns it when the connection drops
                     return
                 executor.submit(current, delivery)
 
@@ -280,7 +283,7 @@ class RabbitMQTransport(Transport):
                     raise TransportError(
                         f"consumer of {queue} was closed or cancelled by the broker", system="rabbitmq"
                     )
-            self._wind_down(session, executor, tag, held)
+            self._wind_down(session, executor, prefetch, held)
         except BaseException as exc:
             if session is not None:
                 session.close(f"consumer connection lost ({type(exc).__name__})")
@@ -295,30 +298,30 @@ class RabbitMQTransport(Transport):
                 if connection.is_open:
                     connection.close()
 
-    def _wind_down(self, session: Session, executor: Executor, tag: str, held: list[RabbitMQDelivery]) -> None:
-        """Stop set: the consumer is cancelled (pika gives back, requeued, what it still buffers), unstarted
-        deliveries are given back unprocessed (nack, requeue: from RabbitMQ 4.3 not counted as a delivery),
-        running handlers get at most ``stop_timeout`` seconds (their settles still pass); then the caller
-        closes the connection.
+    def _wind_down(self, session: Session, executor: Executor, prefetch: int, held: list[RabbitMQDelivery]) -> None:
+        """Stop set: hand the queue over in order. Nothing more starts (``on_message`` holds what still
+        arrives, the executor leaves what it had not started), running handlers get at most
+        ``stop_timeout`` seconds (their settles still pass), then the connection is dropped without a
+        cancel: the broker returns every unsettled delivery, in order and ahead of the queue's ready
+        messages, before the next consumer becomes active (see ``consuming.drop``; a cancel first, then
+        nacks, made the next consumer see ready 4 .. 9 before the held 1, 2, 3).
 
-        On a single-active-consumer quorum queue (RabbitMQ 3.10.8, seen here) the next consumer becomes
-        active at the cancel, and the messages given back reach it *after* the ones that were still ready
-        (held 0, 1; ready 2, 3, 4: it gets 2, 3, 4, 0, 1), whether given back by nack, by cancel or by
-        closing the connection (a killed worker). The order per key across a change of consumer is kept by
-        the consumer's version check, not by the queue.
+        A handler still running after ``stop_timeout`` cannot settle any more: its message comes back
+        first, to the next consumer, while that handler may still run (handlers stay idempotent).
         """
-        session.channel.basic_cancel(tag)
-        unstarted = [*executor.withdraw(session), *held]
-        for delivery in unstarted:
-            with suppress(TransportError):
-                delivery.return_unprocessed()
-        if unstarted:
-            log.info("stopping: unstarted deliveries given back", queue=session.queue, count=len(unstarted))
+        withdrawn = executor.withdraw(session)
         deadline = time.monotonic() + self._stop_timeout
         while executor.running(session) and time.monotonic() < deadline:
             session.connection.process_data_events(time_limit=self._poll_interval)
         if executor.running(session):
             log.warning("handlers still running at stop; their messages come back", queue=session.queue)
+        with suppress(*CHANNEL_ERRORS, *CONNECTION_ERRORS):
+            # a round trip: the broker has taken every settle sent before it when the connection drops
+            session.channel.basic_qos(prefetch_count=prefetch)
+        session.close("consumer stopped")
+        drop(session.connection, timeout=self._stop_timeout)
+        unstarted = len(withdrawn) + len(executor.withdraw(session)) + len(held)
+        log.info("consumer stopped; the broker returns its unstarted deliveries", queue=session.queue, count=unstarted)
 
     def _queue_settings(self, queue: str) -> _QueueSettings:
         return self._queues.get(queue, _QueueSettings(None, self._dead_letter_exchange))
