@@ -27,6 +27,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import pika
 import structlog
 
 from connectors.base import DeliveryHandler, dispatch
@@ -150,7 +151,9 @@ def drop(connection: Any, *, timeout: float) -> None:
     ones, and only then is the next consumer activated (1, 2, 3, 4 .. 9), as when a worker is killed.
     """
     with suppress(Exception):
-        connection._impl._adapter_disconnect_stream()  # pika's own abort of the socket (no public call)
+        # pika's own way to give a connection up without the closing handshake (its heartbeat timeout
+        # does this); there is no public call for it
+        connection._impl._terminate_stream(pika.exceptions.StreamLostError("dropped by the consumer"))
     deadline = time.monotonic() + timeout
     with suppress(Exception):  # pika raises the loss it was told about
         while connection.is_open and time.monotonic() < deadline:

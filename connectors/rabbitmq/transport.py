@@ -294,6 +294,9 @@ class RabbitMQTransport(Transport):
         finally:
             if session is not None:
                 session.close("consumer stopped")
+            if session is not None and connection.is_open:
+                # it may hold deliveries: a clean close would put them behind the queue's ready messages
+                drop(connection, timeout=self._stop_timeout)
             with suppress(Exception):
                 if connection.is_open:
                     connection.close()
