@@ -15,6 +15,12 @@ it had not started and finished what ran.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +37,27 @@ MESSAGES = 12
 PREFETCH = 4
 
 Factory = Callable[[str], Transport]
+
+#: a consumer in a process of its own that starts message 0 and never ends it (killed by the test)
+_CONSUME_AND_HANG = textwrap.dedent(
+    """
+    import json, sys, threading, time
+    from connectors.base import QueueSpec, Topology
+    from connectors.embedded import EmbeddedTransport
+    from connectors.rabbitmq import RabbitMQTransport
+
+    kind, url, queue, prefetch, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
+    topology = Topology(queues=(QueueSpec(queue, ("customer.*",)),), **names)
+    transport = RabbitMQTransport(url) if kind == "rabbitmq" else EmbeddedTransport(url, lease_seconds=2)
+    transport.declare(topology)
+
+    def hang(delivery):
+        print("RUNNING", delivery.body.decode(), flush=True)
+        time.sleep(600)
+
+    transport.consume(queue, hang, stop=threading.Event(), prefetch=int(prefetch))
+    """
+)
 
 
 def waiting_consumers(queue: str) -> int:
@@ -139,3 +166,54 @@ def test_a_stopping_consumer_hands_its_queue_over_in_order(
     a_ended = max(index for index, event in enumerate(events) if event[:2] == ("end", "A"))
     b_started = min(index for index, event in enumerate(events) if event[:2] == ("start", "B"))
     assert a_ended < b_started, f"B started while A's handler ran: {events}"
+
+
+def test_a_killed_consumer_hands_its_queue_over_in_order(
+    kind: str, factory: Factory, topology: Topology, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A's process is SIGKILLed while message 0's handler runs and 1..3 are prefetched, B waiting: the
+    broker (or the expired leases) give B everything in order, message 0 again first."""
+    queue = topology.queues[0].name
+    url = str(request.getfixturevalue("rabbitmq_url")) if kind == "rabbitmq" else f"sqlite:///{tmp_path / 'esb.db'}"
+    b = factory("B")
+    b.declare(topology)
+    b.publish([message("customer.updated", str(n).encode(), f"m-{n}", partition_key="C-1") for n in range(MESSAGES)])
+    names = {
+        "exchange": topology.exchange,
+        "dead_letter_exchange": topology.dead_letter_exchange,
+        "dead_letter_queue": topology.dead_letter_queue,
+        "retry_exchange": topology.retry_exchange,
+    }
+    args = [kind, url, queue, str(PREFETCH), json.dumps(names)]
+    child = subprocess.Popen([sys.executable, "-c", _CONSUME_AND_HANG, *args], stdout=subprocess.PIPE, text=True)
+    started: list[int] = []
+    done, stop_b = threading.Event(), threading.Event()
+
+    def handle(delivery: Delivery) -> None:
+        started.append(int(delivery.body))
+        delivery.ack()
+        if len(started) == MESSAGES:
+            done.set()
+
+    thread = threading.Thread(
+        target=b.consume, args=(queue, handle), kwargs={"stop": stop_b, "prefetch": PREFETCH}, daemon=True
+    )
+    try:
+        assert child.stdout is not None
+        running = next((line.split() for line in child.stdout if line.startswith("RUNNING")), None)
+        assert running == ["RUNNING", "0"], "A never started message 0"
+        thread.start()
+        if kind == "rabbitmq":
+            wait_for(lambda: waiting_consumers(queue) == 1, "B waiting as the second consumer")
+        assert started == [], "B got messages while A was the active consumer"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(WAIT)
+        assert done.wait(WAIT), f"B handled only {started}"
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(WAIT)
+        stop_b.set()
+        if thread.is_alive():
+            thread.join(WAIT + 35)
+    assert started == list(range(MESSAGES))
