@@ -387,7 +387,8 @@ class Transport(ABC):
         executor: Executor | None = None,
     ) -> None:
         """Deliver messages from ``queue`` to ``handler`` until ``stop`` is set; returns then, once the
-        handlers that run have finished (unstarted deliveries are given back unprocessed).
+        handlers that run have finished (unstarted deliveries are given back unprocessed, ahead of the
+        queue's other messages: a consumer that takes an ``exclusive`` queue over gets them first).
 
         This thread keeps the connection (heartbeats, leases); handlers run in an executor of
         ``concurrency`` threads, in the order the messages came (with 1, one after the other), and may take
