@@ -442,7 +442,7 @@ class _Generator:
             if isinstance(segment, int):
                 self.line(
                     f"if not isinstance({value}, (list, tuple)): "
-                    f"raise {info}.shape({c_at}, {s_at}, {at}, {value}, 'a list')"
+                    f"raise {info}.shape({c_at}, {s_at}, {at}, {value}, 'a list') from None"
                 )
                 self.line(f"if {segment} < len({value}):")
                 self.depth += 1
@@ -450,7 +450,7 @@ class _Generator:
             else:
                 self.line(
                     f"if not isinstance({value}, Mapping): "
-                    f"raise {info}.shape({c_at}, {s_at}, {at}, {value}, 'an object')"
+                    f"raise {info}.shape({c_at}, {s_at}, {at}, {value}, 'an object') from None"
                 )
                 current = f"{value}.get({segment!r}, MISSING)"
         self.line(f"{target} = {current}")
