@@ -14,6 +14,7 @@ field; a value it cannot vouch for makes it give up (``Unplain``) and the caller
 
 from __future__ import annotations
 
+import linecache
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -185,6 +186,8 @@ class _Generator:
         source = "\n".join([f"def {name}(data, context):", "    out = {}", *self.lines, "    return out", ""])
         filename = f"<mapping {self.definition.name} {name}>"
         namespace = dict(self.names)
+        # a traceback through the function shows its lines
+        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
         exec(compile(source, filename, "exec"), namespace)  # our own text, built from a checked definition
         function: Apply = namespace[name]  # type: ignore[assignment]
         function.__source__ = source  # type: ignore[attr-defined]
