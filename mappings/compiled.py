@@ -371,7 +371,9 @@ class _Generator:
         if model is not None:
             element = self.element_model(model, source.segments)
             self.line(f"if {items}.__class__ is not list and {items} is not None: raise Unplain")
-        self.line(f"if isinstance({items}, Mapping): {items} = [{items}]")
+        # XML-to-dict converters give a single repeated element without its list (a list is never a Mapping:
+        # the class test spares the ABC's slower isinstance on the usual case)
+        self.line(f"if {items}.__class__ is not list and isinstance({items}, Mapping): {items} = [{items}]")
         self.line(f"if {_absent(items)} or (isinstance({items}, (list, tuple)) and not {items}):")
         self.line(f"    {'raise ' + info + '.missing(' + c_at + ', ' + s_at + ')' if rule.required else 'pass'}")
         self.line("else:")
