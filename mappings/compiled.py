@@ -216,7 +216,8 @@ class _Generator:
         ]
         targets = [self.target(rule).segments for rule in active]
         for rule in active:
-            self.line(f"# {rule.entry}")
+            # !a escapes a line break in a context key or a constant: it must not end the comment
+            self.line(f"# {rule.entry!a}")
             info = self.const(self.field_info(rule), "f")
             if rule.items is not None:
                 self.list_rule(rule, info, data=data, out=out, c_at=c_at, s_at=s_at, model=model, targets=targets)

@@ -9,9 +9,11 @@ attribute instead of dumping them.
 from __future__ import annotations
 
 import contextlib
+import textwrap
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -24,7 +26,7 @@ from canonical_model.order import OrderLine, SalesOrder
 from canonical_model.party import Customer
 from canonical_model.product import Product
 from canonical_model.text import xml_unsafe
-from mappings import Mapping, load_mapping
+from mappings import Catalog, Mapping, load_mapping
 from mappings.definition import Definition, Direction, Rule
 from mappings.model_read import plain_fields
 from mappings.paths import FieldPath, PathStructureError, write
@@ -375,3 +377,26 @@ def test_every_character_xml_cannot_carry_is_unprintable() -> None:
         code for code in range(0x110000) if xml_unsafe(chr(code)) is not None and chr(code).isprintable()
     ]
     assert carried_but_printable == []
+
+
+def test_text_of_a_definition_never_becomes_code(catalog_dir: Path) -> None:
+    """Keys and constants reach the generated source only as literals or escaped comments."""
+    text = """
+        model: Customer
+        system: erp
+        fields:
+          - canonical: id
+            system: EXTREF
+          - system: KUNNR
+            context: "x\\nraise SystemExit('injected')"
+          - system: NOTE
+            constant: "a\\nraise SystemExit('injected')"
+    """
+    (catalog_dir / "definitions" / "crm_inject.yaml").write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    mapping = Catalog(catalog_dir / "definitions", catalog_dir / "value_maps").mapping("crm_inject")
+    key = "x\nraise SystemExit('injected')"
+    assert mapping.to_target({"id": "C-1"}, {key: "K"}) == {
+        "EXTREF": "C-1",
+        "KUNNR": "K",
+        "NOTE": "a\nraise SystemExit('injected')",
+    }
