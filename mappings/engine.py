@@ -1,66 +1,25 @@
 """Applying a compiled definition: canonical -> system (``to_target``) and back (``to_canonical``).
 
-The engine does no I/O and keeps no state between calls. Whatever it cannot carry over raises
-``MappingError`` whose ``path`` is the canonical field (``lines[1].unit``) in both directions;
-the reason names the system field too (``[erp field ITEMS.ITEM[1].VRKME]``), so a fault can be
-followed from either end.
+The rules are turned into plain functions once, when the mapping is loaded (``mappings.compiled``);
+a call runs them. The engine does no I/O and keeps no state between calls. Whatever it cannot carry
+over raises ``MappingError`` whose ``path`` is the canonical field (``lines[1].unit``) in both
+directions; the reason names the system field too (``[erp field ITEMS.ITEM[1].VRKME]``), so a fault
+can be followed from either end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel
 
-from canonical_model.errors import MappingError
-from canonical_model.text import describe_char, xml_unsafe
-from mappings.convert import Rejected, upper, with_places
-from mappings.definition import Definition, Direction, Rule
-from mappings.paths import MISSING, ROOT, FieldPath, PathStructureError, Segment, format_path, read, write
+from mappings.compiled import Apply, Unplain, compile_functions
+from mappings.definition import Definition, Rule
+from mappings.paths import FieldPath, Segment, format_path
 
 Context = MappingABC[str, object]
-
-
-@dataclass(frozen=True)
-class _Scope:
-    """One call's direction and context, and where in both records the walk is (``lines[1]``)."""
-
-    mapping: str
-    system: str
-    direction: Direction
-    context: Context
-    #: refuse text XML 1.0 cannot carry on the way out (``system_format: xml``)
-    xml: bool = False
-    #: trim the blanks a fixed-width system pads its fields with, on the way in (``fixed_width: true``)
-    trim: bool = False
-    canonical_at: FieldPath = ROOT
-    system_at: FieldPath = ROOT
-
-    def inside(self, canonical: FieldPath, system: FieldPath) -> _Scope:
-        return replace(self, canonical_at=self.canonical_at / canonical, system_at=self.system_at / system)
-
-    def error(self, rule: Rule, value: object, reason: str) -> MappingError:
-        system = self.system_at / rule.system if rule.system is not None else None
-        if rule.canonical is not None:
-            return self.failure(self.canonical_at / rule.canonical, system, value, reason)
-        # a field filled only from the context has no canonical path: name the context key instead
-        return self.failure(f"context.{rule.context}", system, value, reason)
-
-    def failure(self, canonical: FieldPath | str, system: FieldPath | None, value: object, reason: str) -> MappingError:
-        where = f" [{self.system} field {system}]" if system is not None else ""
-        return MappingError(str(canonical), value, f"{reason}{where}", mapping=self.mapping)
-
-    def missing(self, rule: Rule) -> MappingError:
-        if rule.source(self.direction) is None:
-            reason = f"required, but the context gives no {rule.context!r}"
-        elif rule.context is not None:
-            reason = f"required, but missing (and the context gives no {rule.context!r})"
-        else:
-            reason = "required, but missing"
-        return self.error(rule, None, reason)
+_NO_CONTEXT: Context = {}
 
 
 class Mapping:
@@ -68,6 +27,10 @@ class Mapping:
 
     def __init__(self, definition: Definition) -> None:
         self._definition = definition
+        functions = compile_functions(definition)
+        self._to_target: Apply = functions.to_target
+        self._to_canonical: Apply = functions.to_canonical
+        self._to_target_model = functions.to_target_model
 
     @property
     def name(self) -> str:
@@ -87,17 +50,28 @@ class Mapping:
         return f"<Mapping {self.name} from {self.source}>"
 
     def to_target(self, canonical: BaseModel | MappingABC[str, Any], context: Context | None = None) -> dict[str, Any]:
-        """The system's record for a canonical object (a model instance or its dict)."""
+        """The system's record for a canonical object (a model instance or its dict).
+
+        Raises ``MappingError`` for a value it cannot carry over, ``TypeError`` for another model or no dict.
+        """
         model = self._definition.model
+        if canonical.__class__ is model and self._to_target_model is not None:
+            try:
+                return self._to_target_model(canonical, context or _NO_CONTEXT)
+            except Unplain:
+                pass  # a value the dump may give differently: map the dump, as always
         if isinstance(canonical, BaseModel):
             if model is not None and not isinstance(canonical, model):
                 raise TypeError(f"mapping {self.name} maps {model.__name__}, not {type(canonical).__name__}")
             canonical = canonical.model_dump()
-        return self._apply(canonical, Direction.TO_TARGET, context)
+        return self._apply(self._to_target, canonical, context)
 
     def to_canonical(self, system: MappingABC[str, Any], context: Context | None = None) -> dict[str, Any]:
-        """The canonical dict for a system record; the caller validates it with the canonical model."""
-        return self._apply(system, Direction.TO_CANONICAL, context)
+        """The canonical dict for a system record; the caller validates it with the canonical model.
+
+        Raises ``MappingError`` for a value it cannot carry over, ``TypeError`` when ``system`` is no dict.
+        """
+        return self._apply(self._to_canonical, system, context)
 
     def canonical_path(self, system_path: str) -> str | None:
         """The canonical field a system field path comes from, e.g. ``ITEMS.ITEM[1].MATNR`` -> ``lines[1].product_id``.
@@ -115,143 +89,10 @@ class Mapping:
         found = _find_canonical(self._definition.rules, segments, ())
         return format_path(found) if found else None
 
-    def _apply(self, data: object, direction: Direction, context: Context | None) -> dict[str, Any]:
+    def _apply(self, function: Apply, data: object, context: Context | None) -> dict[str, Any]:
         if not isinstance(data, MappingABC):
             raise TypeError(f"mapping {self.name} needs a dict (or a canonical model), not {type(data).__name__}")
-        definition = self._definition
-        scope = _Scope(
-            self.name,
-            definition.system,
-            direction,
-            context or {},
-            xml=definition.xml and direction is Direction.TO_TARGET,
-            trim=definition.fixed_width and direction is Direction.TO_CANONICAL,
-        )
-        return _apply_rules(self._definition.rules, data, scope)
-
-
-def _apply_rules(rules: tuple[Rule, ...], data: MappingABC[str, Any], scope: _Scope) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for rule in rules:
-        target = rule.target(scope.direction)
-        if scope.direction not in rule.directions or target is None:
-            continue
-        value = _map_list(rule, data, scope) if rule.items is not None else _map_value(rule, data, scope)
-        if value is not MISSING:
-            write(out, target, value)
-    return out
-
-
-def _map_value(rule: Rule, data: MappingABC[str, Any], scope: _Scope) -> Any:
-    if rule.constant is not MISSING:
-        return rule.constant
-    value = _read_source(rule, data, scope)
-    if scope.trim and isinstance(value, str):
-        # "KG " is the code KG in a 3-character field: padding is not part of any value
-        value = value.strip(" ")
-    if _absent(value):
-        if rule.default is not MISSING:
-            if scope.direction is Direction.TO_CANONICAL:
-                # the default is already a canonical value: it only needs its type
-                return _step(rule, scope, rule.default, _typed)
-            value = rule.default
-        elif rule.required:
-            raise scope.missing(rule)
-        else:
-            return MISSING
-    mapped = _step(rule, scope, value, _forward if scope.direction is Direction.TO_TARGET else _backward)
-    if scope.xml and isinstance(mapped, str):
-        unsafe = xml_unsafe(mapped)
-        if unsafe is not None:
-            # refused with its field, never dropped or replaced: the system would store other text
-            raise scope.error(rule, mapped, f"contains {describe_char(*unsafe)}, which XML 1.0 cannot carry")
-    return mapped
-
-
-def _read_source(rule: Rule, data: MappingABC[str, Any], scope: _Scope) -> Any:
-    # a value the caller puts in the context wins over the record's own field
-    if rule.context is not None:
-        given = scope.context.get(rule.context, MISSING)
-        if not _absent(given):
-            return given
-    source = rule.source(scope.direction)
-    return MISSING if source is None else _read(data, source, rule, scope)
-
-
-def _map_list(rule: Rule, data: MappingABC[str, Any], scope: _Scope) -> Any:
-    source = rule.source(scope.direction)
-    assert rule.items is not None and rule.canonical is not None and rule.system is not None and source is not None
-    items = _read(data, source, rule, scope)
-    if isinstance(items, MappingABC):
-        items = [items]  # XML-to-dict converters give a single repeated element without its list
-    if _absent(items) or (isinstance(items, list | tuple) and not items):
-        if rule.required:
-            raise scope.missing(rule)
-        return MISSING
-    if not isinstance(items, list | tuple):
-        raise scope.error(rule, items, "expected a list")
-    mapped = []
-    for index, item in enumerate(items):
-        inner = scope.inside(rule.canonical / index, rule.system / index)
-        if isinstance(item, BaseModel):
-            item = item.model_dump()
-        if not isinstance(item, MappingABC):
-            raise inner.failure(inner.canonical_at, inner.system_at, item, "expected an object")
-        mapped.append(_apply_rules(rule.items, item, inner))
-    return mapped
-
-
-def _read(data: MappingABC[str, Any], path: FieldPath, rule: Rule, scope: _Scope) -> Any:
-    try:
-        return read(data, path)
-    except PathStructureError as exc:
-        raise scope.error(rule, exc.found, str(exc)) from None
-
-
-def _step(rule: Rule, scope: _Scope, value: Any, step: Callable[[Rule, Any], Any]) -> Any:
-    try:
-        return step(rule, value)
-    except Rejected as exc:
-        raise scope.error(rule, value, exc.reason) from None
-
-
-def _forward(rule: Rule, value: Any) -> Any:
-    """canonical -> system: normalise, type, then look up; the length check sees the final value."""
-    if rule.upper:
-        value = upper(value)
-    value = _typed(rule, value)
-    if rule.invert:
-        value = not value
-    if rule.value_map is not None:
-        value = rule.value_map.to_target(value)
-    if rule.max_length is not None and isinstance(value, str) and len(value) > rule.max_length:
-        raise Rejected(f"longer than {rule.max_length} characters")
-    return value
-
-
-def _backward(rule: Rule, value: Any) -> Any:
-    """system -> canonical: normalise, look up, then type (a map's codes may be ints, e.g. 30 days)."""
-    if rule.upper:
-        value = upper(value)
-    if rule.value_map is not None:
-        value = rule.value_map.to_canonical(value)
-    value = _typed(rule, value)
-    if rule.invert:
-        value = not value
-    return value
-
-
-def _typed(rule: Rule, value: Any) -> Any:
-    if rule.convert is not None:
-        value = rule.convert(value)
-    if rule.places is not None:
-        value = with_places(value, rule.places)
-    return value
-
-
-def _absent(value: object) -> bool:
-    # SOAP and JSON systems send an empty string as often as they leave a field out
-    return value is MISSING or value is None or value == ""
+        return function(data, context or _NO_CONTEXT)
 
 
 def _find_canonical(
