@@ -16,7 +16,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import func, select
@@ -123,9 +123,9 @@ class Action:
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 #: a token of 6+ characters with a digit in it: an id (``SO-DEEC43C93F``, a timestamp), not a cause
-_ID_TOKEN = re.compile(r"\b(?=[\w.:-]*\d)[\w.:-]{6,}")
+_ID_TOKEN = re.compile(r"\b(?=[\w.:-]*\d)[\w.:-]{5,}\w")
 #: a number with 4+ digits or decimals (an amount, a count): short integers (HTTP 401, 4 tries) are kept
-_NUMBER = re.compile(r"\b\d{4,}\b|\b\d+[.,]\d+\b")
+_NUMBER = re.compile(r"\b\d+[.,]\d+\b|\b\d{4,}\b")
 _WHERE = re.compile(r"\s*\[(?:in |x-death: )[^\]]*\]")
 
 
@@ -162,6 +162,11 @@ def bounded_headers(headers: Mapping[str, object]) -> dict[str, object]:
     return kept
 
 
+def _utc(moment: datetime) -> datetime:
+    """SQLite gives back naive datetimes: they were written in UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def _failure(row: FailedMessage) -> Failure:
     return Failure(
         id=row.id,
@@ -176,15 +181,15 @@ def _failure(row: FailedMessage) -> Failure:
         group_title=row.group_title,
         by_broker=row.by_broker,
         attempts=row.attempts,
-        first_failed_at=row.first_failed_at,
-        last_failed_at=row.last_failed_at,
+        first_failed_at=_utc(row.first_failed_at),
+        last_failed_at=_utc(row.last_failed_at),
         headers=dict(row.headers),
         body=bytes(row.body),
         body_truncated=row.body_truncated,
         customer_id=row.customer_id,
         order_id=row.order_id,
         status=FailureStatus(row.status),
-        status_changed_at=row.status_changed_at,
+        status_changed_at=_utc(row.status_changed_at),
     )
 
 
@@ -317,7 +322,13 @@ def list_groups(sessions: sessionmaker[Session], where: FailureFilter) -> list[F
         ).all()
     return [
         FailureGroup(
-            key=key, title=title, route=route, exception_type=kind, count=n, first_failed_at=first, last_failed_at=last
+            key=key,
+            title=title,
+            route=route,
+            exception_type=kind,
+            count=n,
+            first_failed_at=_utc(first),
+            last_failed_at=_utc(last),
         )
         for key, title, route, kind, n, first, last in rows
     ]
@@ -340,7 +351,7 @@ def actions_of(sessions: sessionmaker[Session], failure_id: int) -> list[Action]
             .where(FailedMessageAction.failed_id == failure_id)
             .order_by(FailedMessageAction.id)
         ).all()
-        return [Action(r.failed_id, r.action, r.actor, r.at, r.result, r.detail) for r in rows]
+        return [Action(r.failed_id, r.action, r.actor, _utc(r.at), r.result, r.detail) for r in rows]
 
 
 def record_action(
