@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -401,10 +401,6 @@ def count_failures(sessions: sessionmaker[Session], where: FailureFilter) -> int
         )
 
 
-def ids_of(failures: Sequence[Failure]) -> list[int]:
-    return [failure.id for failure in failures]
-
-
 __all__ = [
     "BODY_MAX",
     "Action",
@@ -418,7 +414,6 @@ __all__ = [
     "cause_of",
     "count_failures",
     "get_failure",
-    "ids_of",
     "list_failures",
     "list_groups",
     "normalise_reason",

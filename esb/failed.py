@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -328,8 +328,6 @@ def _lines(order: SalesOrder) -> list[dict[str, Any]]:
 def since_of(text: str, now: datetime) -> datetime:
     """``--since``: an ISO 8601 time (UTC if it names no zone) or a duration back from ``now``: ``30m``,
     ``2h``, ``7d``. Raises ``ValueError``."""
-    from datetime import UTC, timedelta
-
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if len(text) >= 2 and text[-1] in units and text[:-1].isdigit() and len(text) <= 8:
         return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
