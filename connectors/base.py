@@ -32,9 +32,14 @@ HeaderValue = str | int
 #: headers the dead letter channel adds to a message it takes
 HEADER_ERROR_REASON = "x-esb-error-reason"
 HEADER_ERROR_TYPE = "x-esb-error-type"
+#: the innermost frames of the error's stack (bounded: ``DEAD_LETTER_STACK_MAX``), when the consumer had one
+HEADER_ERROR_STACK = "x-esb-error-stack"
 HEADER_FAILED_QUEUE = "x-esb-failed-queue"
 HEADER_FAILED_AT = "x-esb-failed-at"
 HEADER_ORIGINAL_ROUTING_KEY = "x-esb-original-routing-key"
+
+#: a replayed failure (``Transport.send_to_queue``): the id of the stored failure it replays
+HEADER_REPLAY_OF = "x-esb-replay-of"
 
 #: headers of a delayed retry (``Delivery.retry``): how many tries failed transiently before, the last error
 HEADER_ATTEMPTS = "x-esb-attempts"
@@ -64,6 +69,7 @@ def delivery_limit_reason(last_error: str = "") -> str:
 #: (131,072 bytes) makes it close the connection (FRAME_ERROR), so every header built from input is bounded.
 DEAD_LETTER_REASON_MAX = 1000
 DEAD_LETTER_NAME_MAX = 255
+DEAD_LETTER_STACK_MAX = 2000
 #: bytes of encoded headers a dead-letter copy may carry in all (the original's and ours): under the
 #: RabbitMQ frame (131,072 bytes) with room for the other properties; the embedded transport keeps the same
 DEAD_LETTER_HEADERS_MAX = 120 * 1024
@@ -78,14 +84,20 @@ def _text(value: object, limit: int) -> str:
     return truncate(value if isinstance(value, str) else str(value), limit)
 
 
-def dead_letter_headers(*, reason: str, error_type: str, queue: str, routing_key: str) -> dict[str, HeaderValue]:
+def dead_letter_headers(
+    *, reason: str, error_type: str, queue: str, routing_key: str, stack: str = ""
+) -> dict[str, HeaderValue]:
     """The headers every transport adds to a message it moves to the dead letter channel.
 
     Every value is bounded whatever the caller passes (the reason to ``DEAD_LETTER_REASON_MAX``
     characters, the others to ``DEAD_LETTER_NAME_MAX``, cut with ``TRUNCATED``), so these headers
-    take at most about 6 kB encoded.
+    take at most about 14 kB encoded. ``stack`` (if any) keeps its last ``DEAD_LETTER_STACK_MAX``
+    characters: the innermost frames say where it failed.
     """
-    return {
+    headers: dict[str, HeaderValue] = {}
+    if stack:
+        headers[HEADER_ERROR_STACK] = str(stack)[-DEAD_LETTER_STACK_MAX:]
+    return headers | {
         HEADER_ERROR_REASON: _text(reason, DEAD_LETTER_REASON_MAX),
         HEADER_ERROR_TYPE: _text(error_type, DEAD_LETTER_NAME_MAX),
         HEADER_FAILED_QUEUE: _text(queue, DEAD_LETTER_NAME_MAX),
@@ -316,8 +328,9 @@ class Delivery(ABC):
         """
 
     @abstractmethod
-    def dead_letter(self, reason: str, error_type: str) -> None:
-        """Processing can never succeed: move the message to the dead letter channel with the reason."""
+    def dead_letter(self, reason: str, error_type: str, stack: str = "") -> None:
+        """Processing can never succeed: move the message to the dead letter channel with the reason (and
+        the error's ``stack``, if there is one: ``HEADER_ERROR_STACK``)."""
 
     @abstractmethod
     def retry(self, delay: float, last_error: str) -> None:
@@ -401,6 +414,15 @@ class Transport(ABC):
         """
 
     @abstractmethod
+    def send_to_queue(self, queue: str, message: OutgoingMessage) -> None:
+        """Publish ``message`` to ``queue`` (a queue or shard) only, never through the topology's exchange:
+        the replay of a failure that the other routes bound to its event type have already handled.
+        Returns once it is durably taken; the consumer sees ``message.routing_key`` as its routing key.
+        RabbitMQ: the default exchange (routing key = the queue), confirmed, with ``HEADER_REPLAY_OF`` and
+        ``HEADER_ORIGINAL_ROUTING_KEY`` telling the delivery its routing key. Raises ``Unroutable`` if
+        there is no such queue, ``TransportError`` if it was not confirmed."""
+
+    @abstractmethod
     def get(self, queue: str) -> Delivery | None:
         """Take one message from ``queue`` if there is one (for tools and tests); the caller must settle it."""
 
@@ -429,16 +451,19 @@ __all__ = [
     "DEAD_LETTER_HEADERS_MAX",
     "DEAD_LETTER_NAME_MAX",
     "DEAD_LETTER_REASON_MAX",
+    "DEAD_LETTER_STACK_MAX",
     "DELIVERY_LIMIT_EXCEEDED",
     "HEADER_ATTEMPTS",
     "HEADER_DROPPED_HEADERS",
     "HEADER_ERROR_REASON",
+    "HEADER_ERROR_STACK",
     "HEADER_ERROR_TYPE",
     "HEADER_FAILED_AT",
     "HEADER_FAILED_QUEUE",
     "HEADER_LAST_ERROR",
     "HEADER_ORIGINAL_ROUTING_KEY",
     "HEADER_PARTITION_KEY",
+    "HEADER_REPLAY_OF",
     "HEADER_RETRY_DELAY",
     "LAST_ERROR_MAX",
     "DeathRecord",

@@ -24,6 +24,7 @@ is the dead letter itself: a body that is not an envelope is the handler's busin
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,7 +35,7 @@ from canonical_model.envelope import MAX_BODY_BYTES, Envelope
 from canonical_model.errors import InvalidMessage, PermanentError, TransientError
 from canonical_model.truncation import truncate
 from connectors.attempts import AttemptJournal
-from connectors.base import LAST_ERROR_MAX, Delivery, DeliveryHandler, delivery_limit_reason
+from connectors.base import DEAD_LETTER_STACK_MAX, LAST_ERROR_MAX, Delivery, DeliveryHandler, delivery_limit_reason
 from connectors.dead_letters import DeadLetter, read_dead_letter
 from connectors.topics import topic_matches
 
@@ -54,6 +55,13 @@ DEFAULT_CRASH_LIMIT = 5
 OLD_DELIVERY_LIMIT = 5
 #: the checkpoint after a handler returned (its effect committed) and before the ack
 AFTER_HANDLER = "route.after_commit"
+
+
+def stack_of(error: BaseException) -> str:
+    """The last ``DEAD_LETTER_STACK_MAX`` characters of ``error``'s traceback (the innermost frames), for the
+    dead letter's ``x-esb-error-stack``; file paths and code lines only, no local values."""
+    text = "".join(traceback.format_exception(error))
+    return text[-DEAD_LETTER_STACK_MAX:]
 
 
 def _no_checkpoint(name: str) -> None:
@@ -251,7 +259,7 @@ def _try(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -
         _log_settled(delivery, "acked")
         return "acked"
     if isinstance(error, PermanentError):
-        delivery.dead_letter(reason=str(error), error_type=type(error).__name__)
+        delivery.dead_letter(reason=str(error), error_type=type(error).__name__, stack=stack_of(error))
         _log_settled(delivery, "dead_lettered", error)
         return "dead_lettered"
     # transient, or an unexpected bug that must not kill the route: the retry schedule bounds it
@@ -269,7 +277,7 @@ def _try(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -
     schedule = policy.retry_schedule
     if delivery.attempts >= len(schedule):
         reason = retries_exhausted_reason(delivery.attempts + 1, last_error)
-        delivery.dead_letter(reason=reason, error_type="RetriesExhausted")
+        delivery.dead_letter(reason=reason, error_type="RetriesExhausted", stack=stack_of(error))
         _log_settled(delivery, "dead_lettered", error, tries=delivery.attempts + 1)
         return "dead_lettered"
     delay = schedule[delivery.attempts]

@@ -13,13 +13,16 @@ header value is bounded before use; the body is passed on as it is (the subscrib
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from canonical_model.truncation import truncate
 from connectors.base import (
     DELIVERY_LIMIT_EXCEEDED,
     HEADER_ERROR_REASON,
+    HEADER_ERROR_STACK,
+    HEADER_ERROR_TYPE,
     HEADER_FAILED_AT,
     HEADER_FAILED_QUEUE,
     HEADER_ORIGINAL_ROUTING_KEY,
@@ -30,6 +33,8 @@ from connectors.base import (
 
 #: characters of the reason handed on (a header from outside may be as large as a frame)
 REASON_MAX = 1000
+#: characters of the stack handed on
+STACK_MAX = 4000
 _HEADER_MAX = 255
 #: what the broker's x-death reasons mean, in words
 BROKER_REASONS = {
@@ -45,7 +50,12 @@ NO_REASON = "dead-lettered without a reason"
 class DeadLetter:
     """A dead-lettered message. ``routing_key``: the one it had before it died (its event type);
     ``reason``: why it died, in words, at most ``REASON_MAX`` characters; ``failed_queue``: where
-    ("" if unknown); ``by_broker``: the broker dead-lettered it (x-death), not our code."""
+    ("" if unknown); ``by_broker``: the broker dead-lettered it (x-death), not our code.
+
+    For the failed-message store: ``error_type`` (our ``x-esb-error-type``, or ``broker:<x-death reason>``),
+    ``stack`` (``x-esb-error-stack``, if the consumer wrote one), ``failed_at`` (when it died, if known),
+    ``death_count`` (the broker's count for that queue and reason), ``headers`` (the message's, as
+    the transport read them; unbounded: the reader bounds what it keeps)."""
 
     routing_key: str
     message_id: str | None
@@ -53,6 +63,11 @@ class DeadLetter:
     reason: str
     failed_queue: str
     by_broker: bool
+    error_type: str = ""
+    stack: str = ""
+    failed_at: datetime | None = None
+    death_count: int = 0
+    headers: Mapping[str, HeaderValue] = field(default_factory=dict)
 
 
 def _header(value: HeaderValue | None, limit: int = _HEADER_MAX) -> str:
@@ -90,6 +105,10 @@ def read_dead_letter(delivery: Delivery) -> DeadLetter:
             reason=truncate(f"{words} [x-death: {death.reason}{where}, count {death.count}]", REASON_MAX),
             failed_queue=death.queue,
             by_broker=True,
+            error_type=truncate(f"broker:{death.reason}", _HEADER_MAX),
+            failed_at=death.time,
+            death_count=death.count,
+            headers=headers,
         )
     queue = _header(headers.get(HEADER_FAILED_QUEUE))
     reason = app_reason or NO_REASON
@@ -100,6 +119,10 @@ def read_dead_letter(delivery: Delivery) -> DeadLetter:
         reason=truncate(f"{reason} [in {queue}]" if queue else reason, REASON_MAX),
         failed_queue=queue,
         by_broker=False,
+        error_type=_header(headers.get(HEADER_ERROR_TYPE)),
+        stack=_header(headers.get(HEADER_ERROR_STACK), STACK_MAX),
+        failed_at=_failed_at(headers.get(HEADER_FAILED_AT)),
+        headers=headers,
     )
 
 

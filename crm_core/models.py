@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -258,3 +259,60 @@ class SyncReject(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class FailedMessage(Base):
+    """A dead-lettered message kept for the operator (the failed-message store, ``crm_core.failed_store``).
+
+    One row per (message id, queue): a message dead-lettered again from the same queue updates
+    ``attempts`` and ``last_failed_at``. Every text is bounded by the writer; the body is kept up to
+    ``BODY_MAX`` bytes (``body_truncated`` says it was cut, and then it cannot be replayed).
+    """
+
+    __tablename__ = "failed_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    #: the queue (shard) it failed in, e.g. ``esb.erp.order_placed.2``
+    queue: Mapped[str] = mapped_column(String(255))
+    #: the route of that queue, e.g. ``erp.order_placed`` ("" when the queue is no route's)
+    route: Mapped[str] = mapped_column(String(80), index=True)
+    event_type: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    exception_type: Mapped[str] = mapped_column(String(120))
+    stack: Mapped[str | None] = mapped_column(Text)
+    #: the cause it is grouped under: a digest of exception type, normalised reason and route
+    group_key: Mapped[str] = mapped_column(String(16), index=True)
+    group_title: Mapped[str] = mapped_column(String(400))
+    by_broker: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    #: what identifies the last dead-lettering (its failed-at header, or the broker's x-death count): a
+    #: redelivery of the same dead letter (its consumer died before the ack) is not counted twice
+    last_mark: Mapped[str] = mapped_column(String(80))
+    first_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    headers: Mapped[dict[str, object]] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    customer_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    order_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    #: failed, replayed, acknowledged or discarded
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("message_id", "queue", name="uq_failed_messages_message_queue"),)
+
+
+class FailedMessageAction(Base):
+    """What an operator did to a stored failure (replay, edit, discard, acknowledge): who, when, result."""
+
+    __tablename__ = "failed_message_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    failed_id: Mapped[int] = mapped_column(ForeignKey("failed_messages.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: ``ok``, ``refused`` or ``error``
+    result: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(String(500))

@@ -77,7 +77,13 @@ class Application:
             checkpoint=self.hooks.checkpoint,
             idempotency_keys=not self.hooks.safeguard_off("no_idempotency_key"),
         )
-        self.dead_letter_routes: list[DeadLetterRoute] = dead_letter_routes(self.crm)
+        self.dead_letter_routes: list[DeadLetterRoute] = dead_letter_routes(
+            self.crm,
+            self.sessions,
+            namespace=settings.namespace,
+            route_names=[r.name for r in self.routes],
+            checkpoint=self.hooks.checkpoint,
+        )
         try:
             settings.worker.check_route_names([r.name for r in self.routes] + [r.name for r in self.dead_letter_routes])
         except ConfigError:

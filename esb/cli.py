@@ -39,7 +39,12 @@ def _log_level(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlalchemy.orm import Session, sessionmaker
+
+    from esb.app import Application
+    from esb.failed import FailedMessages, Outcome
 
 
 def _log_format(value: str) -> str:
@@ -240,6 +245,215 @@ def list_orders(ctx: click.Context, status: str | None, limit: int, output_forma
     except OrdersUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(orders_json(views) if output_format == "json" else render_orders(views))
+
+
+@cli.group()
+def failed() -> None:
+    """Failed messages: every dead letter, kept with its cause; list, show, replay, edit, discard, acknowledge."""
+
+
+_STATUSES = ["failed", "replayed", "acknowledged", "discarded", "all"]
+_ID_MAX_SHOWN = 64
+
+
+def _failed_service(ctx: click.Context) -> tuple[Application, FailedMessages]:
+    """The configured application (database migrated, topology declared) and the service over it."""
+    from esb.app import Application
+    from esb.failed import FailedMessages
+
+    settings = _settings(ctx)
+    try:
+        app = Application(settings)
+    except (EsbError, ConfigError) as exc:
+        raise OneLineError(str(exc)) from exc
+    return app, FailedMessages(app.sessions, app.transport, app.crm)
+
+
+def _actor(value: str | None) -> str:
+    import getpass
+
+    if value:
+        return value[:80]
+    try:
+        return getpass.getuser()[:80]
+    except Exception:  # no user name in this environment (a container without a passwd entry)
+        return "unknown"
+
+
+def _selected(service: FailedMessages, ids: tuple[int, ...], group: str | None) -> list[int]:
+    if bool(ids) == (group is not None):
+        raise click.UsageError("give failure ids, or --group G")
+    return list(ids) if group is None else service.ids_in_group(group)
+
+
+def _report(outcomes: Sequence[Outcome], output_format: str, what: str) -> None:
+    """One line per outcome (or a JSON list), a summary on stderr; exit status 1 if any was refused or failed."""
+    if output_format == "json":
+        click.echo(json.dumps([{"id": o.failure_id, "result": o.result, "detail": o.detail} for o in outcomes]))
+    else:
+        for o in outcomes:
+            click.echo(f"{o.failure_id}\t{o.result}\t{o.detail}")
+    bad = [o for o in outcomes if not o.ok]
+    status(f"{what}: {len(outcomes) - len(bad)} of {len(outcomes)} done")
+    if bad:
+        raise OneLineError(f"{len(bad)} of {len(outcomes)} not done (see the lines above)")
+
+
+_format_option = click.option(
+    "--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+_as_option = click.option("--as", "actor", default=None, help="Who acts, for the audit trail (default: the OS user).")
+
+
+@failed.command("list")
+@click.option("--route", default=None, help="Only this route's failures (e.g. erp.order_placed).")
+@click.option("--group", default=None, help="Only this cause (the GROUP column of --grouped).")
+@click.option("--customer", default=None, help="Only failures concerning this CRM customer id.")
+@click.option("--since", default=None, help="Failed since: ISO 8601 time, or 30m / 2h / 7d back from now.")
+@click.option("--status", "status_name", type=click.Choice(_STATUSES), default="failed", show_default=True)
+@click.option("--grouped", is_flag=True, help="One line per cause: count, first and last failure.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@_format_option
+@click.pass_context
+def failed_list(
+    ctx: click.Context,
+    route: str | None,
+    group: str | None,
+    customer: str | None,
+    since: str | None,
+    status_name: str,
+    grouped: bool,
+    limit: int,
+    output_format: str,
+) -> None:
+    """List failed messages, the most recent first, or grouped by cause (--grouped)."""
+    from datetime import UTC, datetime
+
+    from crm_core.failed_store import FailureFilter, FailureStatus
+    from esb.failed import since_of
+    from esb.failed_view import failures_json, groups_json, render_failures, render_groups
+
+    since_at = None
+    if since is not None:
+        try:
+            since_at = since_of(since, datetime.now(UTC))
+        except ValueError as exc:
+            shown = since[:40]
+            raise OneLineBadParameter(f"{shown!r} is no time nor duration (30m, 2h, 7d)", param_hint="--since") from exc
+    statuses = tuple(FailureStatus) if status_name == "all" else (FailureStatus(status_name),)
+    where = FailureFilter(route=route, group=group, customer_id=customer, since=since_at, statuses=statuses)
+    app, service = _failed_service(ctx)
+    with app:
+        if grouped:
+            groups = service.groups(where)
+            click.echo(groups_json(groups) if output_format == "json" else render_groups(groups))
+            return
+        failures = service.list_failures(where, limit=limit)
+    click.echo(failures_json(failures) if output_format == "json" else render_failures(failures))
+
+
+@failed.command("show")
+@click.argument("failure_id", type=click.IntRange(1))
+@_format_option
+@click.pass_context
+def failed_show(ctx: click.Context, failure_id: int, output_format: str) -> None:
+    """Show one failed message: where and why it failed, its business keys, headers, body and audit trail."""
+    from esb.failed import FailureNotFound
+    from esb.failed_view import detail_json, render_detail
+
+    app, service = _failed_service(ctx)
+    with app:
+        try:
+            detail = service.show(failure_id)
+        except FailureNotFound as exc:
+            raise OneLineError(f"no failed message {failure_id}") from exc
+    click.echo(detail_json(detail) if output_format == "json" else render_detail(detail))
+
+
+@failed.command("replay")
+@click.argument("failure_ids", nargs=-1, type=click.IntRange(1))
+@click.option("--group", default=None, help="Replay every open failure of this cause.")
+@click.option("--dry-run", is_flag=True, help="Check and say what would be replayed; publish and record nothing.")
+@_as_option
+@_format_option
+@click.pass_context
+def failed_replay(
+    ctx: click.Context,
+    failure_ids: tuple[int, ...],
+    group: str | None,
+    dry_run: bool,
+    actor: str | None,
+    output_format: str,
+) -> None:
+    """Publish failed messages again to the queue they failed in only, with their original message id."""
+    app, service = _failed_service(ctx)
+    with app:
+        ids = _selected(service, failure_ids, group)
+        outcomes = service.replay(ids, actor=_actor(actor), dry_run=dry_run)
+    _report(outcomes, output_format, "would replay" if dry_run else "replayed")
+
+
+@failed.command("discard")
+@click.argument("failure_ids", nargs=-1, type=click.IntRange(1))
+@click.option("--group", default=None, help="Discard every open failure of this cause.")
+@_as_option
+@_format_option
+@click.pass_context
+def failed_discard(
+    ctx: click.Context, failure_ids: tuple[int, ...], group: str | None, actor: str | None, output_format: str
+) -> None:
+    """Mark failed messages discarded: never replayed; kept, with who discarded them."""
+    app, service = _failed_service(ctx)
+    with app:
+        outcomes = service.discard(_selected(service, failure_ids, group), actor=_actor(actor))
+    _report(outcomes, output_format, "discarded")
+
+
+@failed.command("acknowledge")
+@click.argument("failure_ids", nargs=-1, type=click.IntRange(1))
+@click.option("--group", default=None, help="Acknowledge every open failure of this cause.")
+@_as_option
+@_format_option
+@click.pass_context
+def failed_acknowledge(
+    ctx: click.Context, failure_ids: tuple[int, ...], group: str | None, actor: str | None, output_format: str
+) -> None:
+    """Mark failed messages acknowledged: seen and left out of the default list; still replayable."""
+    app, service = _failed_service(ctx)
+    with app:
+        outcomes = service.acknowledge(_selected(service, failure_ids, group), actor=_actor(actor))
+    _report(outcomes, output_format, "acknowledged")
+
+
+@failed.command("edit")
+@click.argument("failure_id", type=click.IntRange(1))
+@click.option("--dry-run", is_flag=True, help="Validate the edit; publish and record nothing.")
+@_as_option
+@_format_option
+@click.pass_context
+def failed_edit(ctx: click.Context, failure_id: int, dry_run: bool, actor: str | None, output_format: str) -> None:
+    """Open the message's body in $EDITOR, validate it against its route's model, then replay it.
+
+    The id and type must stay; an order.placed must keep its order id and the CRM order's lines."""
+    from esb.failed import EditRefused, FailureNotFound
+    from esb.failed_view import editable_body
+
+    app, service = _failed_service(ctx)
+    with app:
+        try:
+            failure = service.show(failure_id).failure
+        except FailureNotFound as exc:
+            raise OneLineError(f"no failed message {failure_id}") from exc
+        edited = click.edit(editable_body(failure.body), extension=".json", require_save=True)
+        if edited is None:
+            raise OneLineError("not saved: nothing replayed")
+        try:
+            outcome = service.edit(failure_id, edited.encode("utf-8"), actor=_actor(actor), dry_run=dry_run)
+        except EditRefused as exc:
+            for error in exc.errors:
+                click.echo(f"{error.field}: {error.message}", err=True)
+            raise OneLineError(f"edit refused: {exc}") from exc
+    _report([outcome], output_format, "would replay" if dry_run else "edited and replayed")
 
 
 #: characters of a database's own message kept in the one line (it names host and database, never a password)

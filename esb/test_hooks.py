@@ -43,6 +43,9 @@ CRASH_POINTS: Final[Mapping[str, str]] = {
     ),
     "route.after_erp_answer": "a route: the ERP answered; the CRM transaction is not committed yet",
     "route.after_commit": "a route: the CRM transaction committed; the message is not acked yet",
+    "failed_store.after_commit": (
+        "the failed-message store's subscriber: a dead letter's row is committed; the dead letter is not acked yet"
+    ),
 }
 #: every safeguard a test may switch off, with what it keeps from happening
 SAFEGUARDS: Final[Mapping[str, str]] = {

@@ -80,8 +80,8 @@ class EmbeddedDelivery(Delivery):
         if delay == 0:
             self._on_requeue()
 
-    def dead_letter(self, reason: str, error_type: str) -> None:
-        self._settle(lambda: self._store.dead_letter(self.claimed, self._info, reason, error_type))
+    def dead_letter(self, reason: str, error_type: str, stack: str = "") -> None:
+        self._settle(lambda: self._store.dead_letter(self.claimed, self._info, reason, error_type, stack))
 
     def _settle(self, action: Callable[[], None]) -> None:
         if self.settled:

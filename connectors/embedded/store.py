@@ -310,6 +310,32 @@ class Store:
         if unrouted:  # raised after the commit: the routable ones are taken, as on RabbitMQ
             raise unroutable(unrouted, exchange=exchange, system=SYSTEM)
 
+    def put(self, queue: str, message: OutgoingMessage) -> None:
+        """``message`` into ``queue`` (a queue or shard that holds messages) only, durable when this returns;
+        ``Unroutable`` if there is no such queue."""
+        with self._transaction("publish") as conn:
+            info = conn.execute(select(queues.c.shards).where(queues.c.name == queue)).first()
+            if info is None or int(info.shards or 1) > 1:  # unknown, or a shard group (it holds none)
+                raise unroutable([message], exchange=f"(queue {queue})", system=SYSTEM)
+            headers = plain_headers(dict(message.headers))
+            if message.partition_key is not None:
+                headers[HEADER_PARTITION_KEY] = message.partition_key[:PARTITION_KEY_MAX]
+            conn.execute(
+                insert(messages),
+                [
+                    {
+                        "queue": queue,
+                        "routing_key": message.routing_key,
+                        "message_id": message.message_id,
+                        "content_type": message.content_type,
+                        "headers": headers,
+                        "body": message.body,
+                        "deliveries": 0,
+                        "published_at": time.time(),
+                    }
+                ],
+            )
+
     @staticmethod
     def _exchange(conn: Connection, exchange: str, operation: str) -> tuple[str, list[tuple[str, str]], dict[str, int]]:
         """The exchange's kind, its bindings (queue, pattern) and the shard count of each bound queue."""
@@ -478,12 +504,12 @@ class Store:
         with self._transaction("requeue" if not_before is None else "retry") as conn:
             self._check_owned(conn.execute(statement).rowcount, message, "requeue")
 
-    def dead_letter(self, message: Claimed, info: QueueInfo, reason: str, error_type: str) -> None:
+    def dead_letter(self, message: Claimed, info: QueueInfo, reason: str, error_type: str, stack: str = "") -> None:
         with self._transaction("dead_letter") as conn:
-            self._move_to_dead_letter(conn, message, info, reason, error_type)
+            self._move_to_dead_letter(conn, message, info, reason, error_type, stack)
 
     def _move_to_dead_letter(
-        self, conn: Connection, message: Claimed, info: QueueInfo, reason: str, error_type: str
+        self, conn: Connection, message: Claimed, info: QueueInfo, reason: str, error_type: str, stack: str = ""
     ) -> None:
         # one transaction: the copy exists if and only if the original is gone
         self._check_owned(conn.execute(delete(messages).where(*self._owned(message))).rowcount, message, "dead_letter")
@@ -496,7 +522,7 @@ class Store:
                 f"no queue bound to dead letter exchange {info.dead_letter_exchange!r}", "dead_letter"
             )
         ours = dead_letter_headers(
-            reason=reason, error_type=error_type, queue=info.name, routing_key=message.routing_key
+            reason=reason, error_type=error_type, queue=info.name, routing_key=message.routing_key, stack=stack
         )
         # the same bound as on RabbitMQ (its frame): a copy never grows past what the original plus ours allow
         # without the route's try count: a dead-letter subscriber starts its own retry schedule at its first try

@@ -84,6 +84,10 @@ class EmbeddedTransport(Transport):
         self._store.publish(self._exchange, messages)
         self._wakeup.notify()
 
+    def send_to_queue(self, queue: str, message: OutgoingMessage) -> None:
+        self._store.put(queue, message)
+        self._wakeup.notify()
+
     def consume(
         self,
         queue: str,

@@ -22,6 +22,7 @@ from canonical_model.truncation import truncate
 from connectors.base import (
     HEADER_ATTEMPTS,
     HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_REPLAY_OF,
     HEADER_RETRY_DELAY,
     Delivery,
     HeaderValue,
@@ -120,8 +121,9 @@ def x_death_names(value: Any, queue: str) -> bool:
 
 def came_through_retry(exchange: Any, headers: Mapping[Any, Any]) -> str | None:
     """The original routing key of a message that a retry step dead-lettered back to its queue (through
-    the default exchange, with ``HEADER_RETRY_DELAY`` and ``HEADER_ORIGINAL_ROUTING_KEY``), else None."""
-    if wire_text(exchange) != "" or HEADER_RETRY_DELAY not in headers:
+    the default exchange, with ``HEADER_RETRY_DELAY`` and ``HEADER_ORIGINAL_ROUTING_KEY``), or that was
+    replayed straight to it (``HEADER_REPLAY_OF``), else None."""
+    if wire_text(exchange) != "" or (HEADER_RETRY_DELAY not in headers and HEADER_REPLAY_OF not in headers):
         return None
     original = wire_text(headers.get(HEADER_ORIGINAL_ROUTING_KEY))
     return truncate(original, SHORT_STRING_MAX) if isinstance(original, str) and original else None
@@ -199,11 +201,13 @@ class RabbitMQDelivery(Delivery):
         # nack: from RabbitMQ 4.3 this is not counted as a delivery attempt (on 3.10 it is)
         self._settle("return", lambda: self._channel.basic_nack(self._tag, requeue=True))
 
-    def dead_letter(self, reason: str, error_type: str) -> None:
+    def dead_letter(self, reason: str, error_type: str, stack: str = "") -> None:
         # without the route's try count: a dead-letter subscriber starts its own retry schedule at its first try
         left_out = (DELIVERY_COUNT, HEADER_ATTEMPTS)
         original = {key: value for key, value in self._raw_headers.items() if key not in left_out}
-        ours = dead_letter_headers(reason=reason, error_type=error_type, queue=self.queue, routing_key=self.routing_key)
+        ours = dead_letter_headers(
+            reason=reason, error_type=error_type, queue=self.queue, routing_key=self.routing_key, stack=stack
+        )
         # the original's headers may fill a frame by themselves: ours must not push the copy past it
         headers = fit_headers(original, ours, size_of=encoded_size)
         self._settle(

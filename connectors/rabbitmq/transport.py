@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import pika
@@ -31,7 +31,16 @@ import structlog
 from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 from canonical_model.errors import TransportError
-from connectors.base import Delivery, DeliveryHandler, OutgoingMessage, Topology, Transport
+from canonical_model.truncation import truncate
+from connectors.base import (
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_REPLAY_OF,
+    Delivery,
+    DeliveryHandler,
+    OutgoingMessage,
+    Topology,
+    Transport,
+)
 from connectors.rabbitmq.consuming import Executor, Session, drop
 from connectors.rabbitmq.delivery import RabbitMQDelivery
 from connectors.rabbitmq.errors import CHANNEL_ERRORS, CONNECTION_ERRORS, SYSTEM, translated
@@ -184,6 +193,11 @@ class RabbitMQTransport(Transport):
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         self._publisher.publish(self._exchange, messages)
+
+    def send_to_queue(self, queue: str, message: OutgoingMessage) -> None:
+        headers = {**message.headers, HEADER_ORIGINAL_ROUTING_KEY: truncate(message.routing_key, 255)}
+        headers.setdefault(HEADER_REPLAY_OF, "")
+        self._publisher.publish("", [replace(message, routing_key=queue, headers=headers)])
 
     # -- consume
 

@@ -39,7 +39,7 @@ class RecordingDelivery(Delivery):
     def requeue(self, last_error: str = "") -> None:
         self.outcome, self.settled = ("requeue", last_error), True
 
-    def dead_letter(self, reason: str, error_type: str) -> None:
+    def dead_letter(self, reason: str, error_type: str, stack: str = "") -> None:
         self.outcome, self.settled = ("dead_letter", reason, error_type), True
 
     def retry(self, delay: float, last_error: str) -> None:

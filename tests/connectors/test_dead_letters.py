@@ -11,12 +11,16 @@ import pytest
 from canonical_model.errors import BackOfficeUnavailable, InvalidMessage
 from canonical_model.truncation import TRUNCATED
 from connectors.base import (
+    DEAD_LETTER_STACK_MAX,
     HEADER_ERROR_REASON,
+    HEADER_ERROR_STACK,
+    HEADER_ERROR_TYPE,
     HEADER_FAILED_AT,
     HEADER_FAILED_QUEUE,
     HEADER_ORIGINAL_ROUTING_KEY,
     DeathRecord,
     HeaderValue,
+    dead_letter_headers,
 )
 from connectors.consumer import settle_dead_letter
 from connectors.dead_letters import NO_REASON, REASON_MAX, DeadLetter, read_dead_letter
@@ -82,6 +86,8 @@ def test_our_own_dead_letter_gives_its_reason_queue_and_routing_key() -> None:
         reason="delivery limit exceeded; last error: erp: HTTP 503 [in esb.erp.order_placed]",
         failed_queue="esb.erp.order_placed",
         by_broker=False,
+        failed_at=T0,
+        headers=delivery.headers,
     )
 
 
@@ -99,6 +105,8 @@ def test_the_brokers_dead_letter_gives_the_x_death_reason(reason: str, words: st
     dead = read_dead_letter(FakeDelivery(deaths=(DeathRecord(reason, "esb.erp.order_placed", 2, T0),)))
     assert dead.by_broker and dead.routing_key == "order.placed" and dead.failed_queue == "esb.erp.order_placed"
     assert dead.reason == f"{words} [x-death: {reason} in esb.erp.order_placed, count 2]"
+    # what the failed-message store keeps of it
+    assert (dead.error_type, dead.death_count, dead.failed_at) == (f"broker:{reason}", 2, T0)
 
 
 def test_the_more_recent_death_wins() -> None:
@@ -137,3 +145,13 @@ def test_a_subscribers_fate_follows_the_error_tree() -> None:
     delivery = FakeDelivery()
     assert settle_dead_letter(delivery, transient) == "retried"
     assert delivery.outcome == ("retry", 1.0, "crm: crm down")
+
+
+def test_the_stack_of_a_dead_letter_keeps_its_innermost_frames_and_is_handed_on() -> None:
+    stack = "Traceback (most recent call last):\n" + "  File outer\n" * 1000 + "  File innermost\nInvalidMessage: x\n"
+    headers = dead_letter_headers(reason="x", error_type="InvalidMessage", queue="q", routing_key="k", stack=stack)
+    kept = str(headers[HEADER_ERROR_STACK])
+    assert len(kept) == DEAD_LETTER_STACK_MAX and kept.endswith("  File innermost\nInvalidMessage: x\n")
+    assert HEADER_ERROR_STACK not in dead_letter_headers(reason="x", error_type="E", queue="q", routing_key="k")
+    dead = read_dead_letter(FakeDelivery({HEADER_ERROR_REASON: "x", HEADER_ERROR_TYPE: "InvalidMessage", **headers}))
+    assert (dead.error_type, dead.stack) == ("InvalidMessage", kept)

@@ -49,7 +49,11 @@ def test_the_variables_are_parsed() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("ESB_TEST_CRASH_POINTS", "relay.after_confrim", "unknown crash point 'relay.after_confrim'; known: relay."),
+        (
+            "ESB_TEST_CRASH_POINTS",
+            "relay.after_confrim",
+            "unknown crash point 'relay.after_confrim'; known: failed_store.after_commit, relay.",
+        ),
         ("ESB_TEST_CRASH_POINTS", "relay.after_confirm:0", "is not name, name:N"),
         ("ESB_TEST_CRASH_POINTS", "relay.after_confirm:x", "is not name, name:N"),
         ("ESB_TEST_CRASH_POINTS", "relay.after_confirm@1.5", "is not name, name:N"),

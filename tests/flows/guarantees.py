@@ -24,15 +24,16 @@ from sqlalchemy import select
 
 from backoffice.erp.process import ErpServerProcess
 from canonical_model import OrderStatus
-from canonical_model.envelope import Envelope
-from connectors.base import HEADER_ERROR_REASON, HEADER_ORIGINAL_ROUTING_KEY, OutgoingMessage
+from connectors.base import HEADER_ERROR_REASON, HEADER_ORIGINAL_ROUTING_KEY
 from connectors.erp import ErpClient
 from connectors.erp.settings import ErpSettings
+from crm_core.failed_store import FailureFilter
 from crm_core.models import OutboxRow
 from crm_core.schemas import NewCustomer, OrderView
 from esb.app import Application
 from esb.config import EsbSettings
 from esb.demo import DemoLine, new_order
+from esb.failed import FailedMessages
 from esb.test_hooks import TestHooks
 
 #: SOAK=1 runs the long variants (``-m soak`` selects only them)
@@ -288,31 +289,17 @@ def _order_id(body: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def take_dead_letters(app: Application, *, replay: bool = False) -> list[DeadLetterSeen]:
-    """Take every message off the dead letter queue (the operator's); with ``replay``, publish each body again
-    to the events exchange with its original routing key (``x-esb-original-routing-key``) and message id,
-    without the old headers (so its tries count from zero), before taking it off."""
+def take_dead_letters(app: Application, *, replay: bool = False, timeout: float = 30.0) -> list[DeadLetterSeen]:
+    """Take every message off the dead letter queue (the operator's); with ``replay``, replay each of them as an
+    operator does, through the failed-message store (``esb.failed``: to the queue it failed in only, with its
+    message id): once the store's subscriber (run by the test's worker) holds each of them, within ``timeout`` s.
+    """
     seen: list[DeadLetterSeen] = []
     for _ in range(100_000):
         delivery = app.transport.get(app.topology.dead_letter_queue)
         if delivery is None:
-            return seen
+            break
         routing_key = str(delivery.headers.get(HEADER_ORIGINAL_ROUTING_KEY) or delivery.routing_key)
-        if replay:
-            try:
-                subject = Envelope.from_bytes(delivery.body).subject
-            except Exception:
-                subject = None
-            app.transport.publish(
-                [
-                    OutgoingMessage(
-                        routing_key=routing_key,
-                        body=delivery.body,
-                        message_id=delivery.message_id or "",
-                        partition_key=subject,
-                    )
-                ]
-            )
         delivery.ack()
         seen.append(
             DeadLetterSeen(
@@ -322,7 +309,25 @@ def take_dead_letters(app: Application, *, replay: bool = False) -> list[DeadLet
                 _order_id(delivery.body),
             )
         )
-    raise AssertionError("the dead letter queue does not run dry")
+    else:
+        raise AssertionError("the dead letter queue does not run dry")
+    if replay:
+        _replay_stored(app, {letter.message_id for letter in seen if letter.message_id}, timeout)
+    return seen
+
+
+def _replay_stored(app: Application, message_ids: set[str], timeout: float) -> None:
+    service = FailedMessages(app.sessions, app.transport, app.crm)
+    stored: dict[str, int] = {}
+
+    def all_stored() -> bool:
+        for failure in service.list_failures(FailureFilter(), limit=100_000):
+            stored.setdefault(failure.message_id, failure.id)
+        return message_ids <= stored.keys()
+
+    wait_for("the failed-message store holds every dead letter", all_stored, timeout)
+    outcomes = service.replay([stored[message_id] for message_id in sorted(message_ids)], actor="test")
+    assert all(outcome.result == "replayed" for outcome in outcomes), outcomes
 
 
 # -- the captured log -------------------------------------------------------------------------------------
