@@ -21,14 +21,13 @@ FULL_TIMEOUT = 3600
 
 #: soak tests that `make test` (CI) leaves to `make soak`, to keep within CI's time budget (they take
 #: 45-110 s each even at small counts, most of it worker start-ups): CI keeps the kills on RabbitMQ +
-#: PostgreSQL, the crash loop on RabbitMQ (the case the old code failed), one safeguard-off run and both
-#: broker restarts (marked broker_exclusive: `make unit` runs them alone, after the parallel run)
+#: PostgreSQL, the crash loop on RabbitMQ (the case the old code failed), one safeguard-off run, two of the
+#: four ordering runs and both broker restarts (broker_exclusive: `make unit` runs them alone, afterwards)
 FULL_RUNS_ONLY = (
     "test_crash_loop.py::test_a_crash_loop_dead_letters_nothing_that_was_not_tried[embedded",
     "test_kills.py::test_kills_lose_nothing_and_double_nothing[embedded",
     "test_kills.py::test_kills_are_caught_losing_or_doubling_orders_with_a_safeguard_off[ack_before_commit-",
     "test_kills.py::test_kills_are_caught_losing_or_doubling_orders_with_a_safeguard_off[mark_before_publish-",
-    "test_ordering.py::",
 )
 
 
