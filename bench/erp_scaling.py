@@ -35,12 +35,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
 import requests
 import zeep
 import zeep.transports
@@ -143,16 +145,31 @@ def _call(client: Any, operation: str, kunnr: str, number: int) -> None:
 
 def client_process(
     wsdl_url: str, operation: str, kunnrs: Sequence[str], numbers: Sequence[int], ready: Barrier
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Build a client, make one warm-up call, wait for the others, then call ``operation`` once per number;
-    returns (start, end) on the system-wide monotonic clock."""
+    returns (start, end) on the system-wide monotonic clock and the CPU seconds this process spent between."""
     client = _client(wsdl_url)
     _call(client, operation, kunnrs[0], 0)
     ready.wait(READY_TIMEOUT)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for number in numbers:
         _call(client, operation, kunnrs[number % len(kunnrs)], number)
-    return start, time.perf_counter()
+    return start, time.perf_counter(), time.process_time() - cpu
+
+
+@dataclass(frozen=True)
+class Rate:
+    per_second: float
+    #: CPU ms per call: the ERP process's, and the clients' (all clients' CPU over all calls)
+    erp_ms: float
+    client_ms: float
+
+
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def rate(
@@ -164,26 +181,30 @@ def rate(
     *,
     calls: int,
     clients: int,
-) -> float:
+) -> Rate:
     """``operation`` calls/s of ``clients`` client processes making ``calls`` calls in all."""
     ready = manager.Barrier(clients)
     shares = [list(range(index, calls, clients)) for index in range(clients)]
     pending = [
         pool.apply_async(client_process, (erp.wsdl_url, operation, list(kunnrs), share, ready)) for share in shares
     ]
-    spans: list[tuple[float, float]] = [result.get(READY_TIMEOUT + 600) for result in pending]
-    begin = min(start for start, _ in spans)
-    end = max(stop for _, stop in spans)
-    return calls / (end - begin)
+    # the ERP's CPU from before the clients start (their warm-up calls are in it: one per client)
+    erp_cpu = cpu_seconds(erp.pid)
+    spans: list[tuple[float, float, float]] = [result.get(READY_TIMEOUT + 600) for result in pending]
+    erp_cpu = cpu_seconds(erp.pid) - erp_cpu
+    begin = min(span[0] for span in spans)
+    end = max(span[1] for span in spans)
+    client_cpu = sum(span[2] for span in spans)
+    return Rate(calls / (end - begin), 1000 * erp_cpu / (calls + clients), 1000 * client_cpu / calls)
 
 
 # -- one run
 
 
-Measure = Callable[[], float]
+Measure = Callable[[], Rate]
 
 
-def paired(first: tuple[str, Measure], second: tuple[str, Measure], swap: bool) -> dict[str, float]:
+def paired(first: tuple[str, Measure], second: tuple[str, Measure], swap: bool) -> dict[str, Rate]:
     """Both measurements, ``second`` first when ``swap``."""
     order = (second, first) if swap else (first, second)
     return {name: measure() for name, measure in order}
@@ -191,12 +212,12 @@ def paired(first: tuple[str, Measure], second: tuple[str, Measure], swap: bool) 
 
 def one_run(
     args: argparse.Namespace, run: int, template: Path, kunnrs: Sequence[str], work: Path, pool: Any, manager: Any
-) -> dict[str, float]:
+) -> dict[str, Rate]:
     swap = run % 2 == 1
     empty_db = work / f"run{run}-empty.db"
     history_db = work / f"run{run}-history.db"
     shutil.copyfile(template, history_db)
-    figures: dict[str, float] = {}
+    figures: dict[str, Rate] = {}
     with erp_on(empty_db) as empty, erp_on(history_db) as full:
         # the empty ERP's customers: the same number of them, made over SOAP (not timed)
         client = _client(empty.wsdl_url)
@@ -250,17 +271,22 @@ def main(argv: list[str] | None = None) -> int:
         kunnrs = build_database(template, args.customers, args.history)
         took = time.monotonic() - begin
         say(f"database with {args.history} orders of {args.customers} customers built in {took:.0f} s")
-        results: list[dict[str, float]] = []
+        results: list[dict[str, Rate]] = []
         with context.Pool(args.clients) as pool:
             for run in range(args.runs):
                 figures = one_run(args, run, template, kunnrs, work, pool, manager)
                 results.append(figures)
-                shown = ", ".join(f"{name} {value:.1f}" for name, value in figures.items())
+                shown = ", ".join(f"{name} {value.per_second:.1f}" for name, value in figures.items())
                 print(f"run {run + 1} ({'swapped' if run % 2 else 'in order'}): {shown}", flush=True)
 
-    print(f"\ncalls/s, median (min..max) of {args.runs} runs, {args.calls} calls per measurement:")
+    print(f"\ncalls/s, median (min..max) of {args.runs} runs, {args.calls} calls per measurement;")
+    print("CPU ms per call (medians): the ERP process, the clients")
     for name in results[0]:
-        print(f"  {name:<24} {spread([r[name] for r in results])}")
+        erp_ms = statistics.median(r[name].erp_ms for r in results)
+        client_ms = statistics.median(r[name].client_ms for r in results)
+        print(
+            f"  {name:<24} {spread([r[name].per_second for r in results])}  ERP {erp_ms:.2f}, clients {client_ms:.2f}"
+        )
     print("paired ratios, median (min..max):")
     ratios = {
         f"create: {args.history} orders / empty": ("create history", "create empty"),
@@ -268,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         f"create: {args.clients} clients / 1": (f"create {args.clients} clients", "create 1 client"),
     }
     for label, (top, bottom) in ratios.items():
-        print(f"  {label:<32} {ratio_spread([r[top] / r[bottom] for r in results])}")
+        print(f"  {label:<32} {ratio_spread([r[top].per_second / r[bottom].per_second for r in results])}")
     return 0
 
 

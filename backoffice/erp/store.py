@@ -366,7 +366,9 @@ class ErpDatabase:
 
     Why one writer: CHSEQ values must become visible in the order they were taken, or a
     changed-since reader could move past a row that commits later with a smaller CHSEQ.
-    Serialising write transactions in this (the only writing) process guarantees that.
+    Serialising write transactions in this (the only writing) process guarantees that. The lock
+    covers the transaction, BEGIN to COMMIT, and nothing else: a connection is taken from the
+    pool before it and given back (reset) after it.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -380,7 +382,7 @@ class ErpDatabase:
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        with self._write_lock, self.engine.begin() as conn:
+        with self.engine.connect() as conn, self._write_lock, conn.begin():
             yield conn
 
     def close(self) -> None:
