@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
-from backoffice.erp import faults
+from backoffice.erp import credit, faults
 from backoffice.erp.amounts import require_precision
 from backoffice.erp.faults import ErpFault
 from backoffice.erp.records import Record, as_record, changed_since
@@ -73,6 +73,7 @@ def post_payment(conn: Connection, request: Record) -> Record:
         .where(invoices.c.vbeln == invoice.vbeln)
         .values(open_amount=remaining, status="OPEN" if remaining > 0 else "PAID", chseq=next_change_seq(conn))
     )
+    credit.book(conn, invoice.kunnr, skfor=-dmbtr)
     payment = conn.execute(select(payments).where(payments.c.augbl == augbl)).one()
     return {"PAYMENT": render(conn, payment)}
 

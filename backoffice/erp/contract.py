@@ -108,9 +108,11 @@ class Contract:
         schema_element = self._document.find(f"{{{WSDL_NS}}}types/{{{XSD_NS}}}schema")
         if schema_element is None:
             raise ValueError(f"{wsdl_path} has no inline xsd:schema")
-        self._schema = etree.XMLSchema(copy.deepcopy(schema_element))
-        # lxml keeps the last validation's errors on the schema object: one validation at a time
-        self._schema_lock = threading.Lock()
+        self._schema_element = copy.deepcopy(schema_element)
+        etree.XMLSchema(self._schema_element)  # a broken schema fails here, at start, not in a request
+        # lxml keeps the last validation's errors on the schema object: one schema per server thread,
+        # so that validations run side by side (lxml lets go of the GIL while it validates) with no lock
+        self._schemas = threading.local()
         logging.getLogger("zeep.xsd.types.simple").addFilter(_DROP_CONVERSION_ERRORS)  # added once
         settings = zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True)
         self._zeep: Any = _zeep_client(str(wsdl_path), settings=settings)
@@ -136,11 +138,17 @@ class Contract:
         ``element`` is validated where it is, as if it were a document's root (lxml lends its
         children to a stand-in root for the time of the validation): no copy of the request.
         """
-        with self._schema_lock:
-            if self._schema.validate(element):
-                return []
-            errors = list(cast(Iterable[Any], self._schema.error_log))
+        schema = self._thread_schema()
+        if schema.validate(element):
+            return []
+        errors = list(cast(Iterable[Any], schema.error_log))
         return [SchemaViolation(error.message, dotted_path(error.path or "")) for error in errors]
+
+    def _thread_schema(self) -> etree.XMLSchema:
+        schema: etree.XMLSchema | None = getattr(self._schemas, "schema", None)
+        if schema is None:
+            schema = self._schemas.schema = etree.XMLSchema(self._schema_element)
+        return schema
 
     def parse_request(self, operation: str, element: etree._Element) -> Record:
         """``element`` (schema-valid) as a dict; ``UnreadableValue`` for a value zeep cannot convert."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from backoffice.erp import faults
 from backoffice.erp.faults import ErpFault
@@ -15,6 +15,7 @@ from backoffice.erp.records import Record, as_record, changed_since, require
 from backoffice.erp.reference_data import DEFAULT_CURRENCY, DEFAULT_PAYMENT_TERMS
 from backoffice.erp.store import (
     countries,
+    credit_exposure,
     currencies,
     customer_changes,
     customers,
@@ -40,8 +41,11 @@ FIELDS = (
 )
 
 
+_BY_KUNNR = select(customers).where(customers.c.kunnr == bindparam("kunnr"))
+
+
 def find(conn: Connection, kunnr: str) -> Row[Any] | None:
-    return conn.execute(select(customers).where(customers.c.kunnr == kunnr)).first()
+    return conn.execute(_BY_KUNNR, {"kunnr": kunnr}).first()
 
 
 def get(conn: Connection, kunnr: str, *, field: str = "KUNNR", code: str = faults.NOT_FOUND) -> Row[Any]:
@@ -145,6 +149,7 @@ def create(conn: Connection, request: Record) -> Record:
     row = {name.lower(): value for name, value in values.items()}
     version = customer.get("VERSION")
     conn.execute(insert(customers).values(kunnr=kunnr, chseq=next_change_seq(conn), version=version, **row))
+    conn.execute(insert(credit_exposure).values(kunnr=kunnr, sauft=Decimal("0.00"), skfor=Decimal("0.00")))
     _record_change(conn, kunnr, version, key, "CreateCustomer")
     return {"KUNNR": kunnr, "CREATED": True}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from backoffice.erp import faults
 from backoffice.erp.amounts import require_precision
@@ -15,8 +15,11 @@ from backoffice.erp.store import currencies, materials, next_change_seq, units
 FIELDS = ("MAKTX", "MEINS", "NETPR", "WAERS", "LVORM")
 
 
+_BY_MATNR = select(materials).where(materials.c.matnr == bindparam("matnr"))
+
+
 def find(conn: Connection, matnr: str) -> Row[Any] | None:
-    return conn.execute(select(materials).where(materials.c.matnr == matnr)).first()
+    return conn.execute(_BY_MATNR, {"matnr": matnr}).first()
 
 
 def render(conn: Connection, row: Row[Any]) -> Record:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, select
+from sqlalchemy import Connection, Row, Select, Table, bindparam, select
 
 from backoffice.erp.faults import ErpFault
 
@@ -46,8 +46,20 @@ def as_record(row: Row[Any] | None, *, skip: tuple[str, ...] = ()) -> Record:
     return {key.upper(): value for key, value in row._mapping.items() if key not in skip}
 
 
+#: the look-up statement of each (table, column), built once: building one costs more than running it
+_LOOKUPS: dict[tuple[str, str], Select[Any]] = {}
+
+
+def _lookup(table: Table, column: str) -> Select[Any]:
+    statement = _LOOKUPS.get((table.name, column))
+    if statement is None:
+        statement = select(table.c[column]).where(table.c[column] == bindparam("value"))
+        _LOOKUPS[(table.name, column)] = statement  # a race builds the same statement twice, harmlessly
+    return statement
+
+
 def exists(conn: Connection, table: Table, column: str, value: object) -> bool:
-    return conn.execute(select(table.c[column]).where(table.c[column] == value)).first() is not None
+    return conn.execute(_lookup(table, column), {"value": value}).first() is not None
 
 
 def require(conn: Connection, table: Table, column: str, value: object, *, code: str, field: str, what: str) -> None:

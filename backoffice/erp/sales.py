@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, Row, bindparam, insert, select
 
 from backoffice.erp import credit, customers, faults, materials
 from backoffice.erp.amounts import require_precision
@@ -46,17 +46,28 @@ class Item:
         return line_amount(self.kwmenge, self.netpr, self.waers)
 
 
+# The statements of the order path, built once (building a statement costs more than running it).
+_ITEMS_OF = (
+    select(sales_order_items).where(sales_order_items.c.vbeln == bindparam("vbeln")).order_by(sales_order_items.c.posnr)
+)
+_ORDER = select(sales_orders).where(sales_orders.c.vbeln == bindparam("vbeln"))
+_ORDER_BY_KEY = select(sales_orders).where(sales_orders.c.idempotency_key == bindparam("key"))
+_REFUSAL_BY_KEY = select(refused_orders).where(refused_orders.c.idempotency_key == bindparam("key"))
+_TERMS_DAYS = select(payment_terms.c.days).where(payment_terms.c.zterm == bindparam("zterm"))
+_INSERT_ORDER = insert(sales_orders)
+_INSERT_ITEMS = insert(sales_order_items)
+_INSERT_INVOICE = insert(invoices)
+
+
 def render(conn: Connection, row: Row[Any]) -> Record:
-    items = conn.execute(
-        select(sales_order_items).where(sales_order_items.c.vbeln == row.vbeln).order_by(sales_order_items.c.posnr)
-    ).all()
+    items = conn.execute(_ITEMS_OF, {"vbeln": row.vbeln}).all()
     record = as_record(row)
     record["ITEMS"] = {"ITEM": [as_record(item, skip=("vbeln",)) for item in items]}
     return record
 
 
 def _find_by_key(conn: Connection, key: str) -> Row[Any] | None:
-    return conn.execute(select(sales_orders).where(sales_orders.c.idempotency_key == key)).first()
+    return conn.execute(_ORDER_BY_KEY, {"key": key}).first()
 
 
 def _item(conn: Connection, index: int, requested: Record, waers: str) -> Item:
@@ -97,7 +108,7 @@ def _item(conn: Connection, index: int, requested: Record, waers: str) -> Item:
 def remember_refusal(conn: Connection, request: Record, fault: ErpFault) -> None:
     """Keep a business refusal as the key's final answer (called by the service, after a rollback)."""
     key = request["IDEMPOTENCY_KEY"]
-    if conn.execute(select(refused_orders.c.idempotency_key).where(refused_orders.c.idempotency_key == key)).first():
+    if conn.execute(_REFUSAL_BY_KEY, {"key": key}).first():
         return  # the replay of a refusal already kept
     conn.execute(
         insert(refused_orders).values(
@@ -115,7 +126,7 @@ def create(conn: Connection, request: Record) -> Record:
     first = _find_by_key(conn, key)
     if first is not None:  # a replay: the first order, nothing new (checked before the credit check on purpose)
         return {"SALES_ORDER": render(conn, first), "CREATED": False}
-    refused = conn.execute(select(refused_orders).where(refused_orders.c.idempotency_key == key)).first()
+    refused = conn.execute(_REFUSAL_BY_KEY, {"key": key}).first()
     if refused is not None:  # a replay of a refused order: the same refusal
         raise ErpFault(refused.code, refused.text, field=refused.field, value=refused.value)
 
@@ -139,7 +150,7 @@ def create(conn: Connection, request: Record) -> Record:
     if netwr > MAX_AMOUNT:
         raise ErpFault(faults.INVALID_DATA, "order value too large", field="ITEMS")
 
-    exposure = credit.exposure(conn, kunnr, field="HEADER.KUNNR", code=faults.UNKNOWN_CUSTOMER)
+    exposure = credit.exposure_of(conn, customer)  # read in this (serialised) write transaction
     if netwr > exposure.avail:
         raise ErpFault(
             faults.CREDIT_BLOCK,
@@ -150,21 +161,22 @@ def create(conn: Connection, request: Record) -> Record:
     audat: date = header.get("AUDAT") or date.today()
     vbeln = next_document_number(conn, "VBELN_ORDER")
     conn.execute(
-        insert(sales_orders).values(
-            vbeln=vbeln,
-            idempotency_key=key,
-            kunnr=kunnr,
-            auart=auart,
-            waers=waers,
-            bstkd=header.get("BSTKD"),
-            audat=audat,
-            netwr=netwr,
-            status="OPEN",
-            chseq=next_change_seq(conn),
-        )
+        _INSERT_ORDER,
+        {
+            "vbeln": vbeln,
+            "idempotency_key": key,
+            "kunnr": kunnr,
+            "auart": auart,
+            "waers": waers,
+            "bstkd": header.get("BSTKD"),
+            "audat": audat,
+            "netwr": netwr,
+            "status": "OPEN",
+            "chseq": next_change_seq(conn),
+        },
     )
     conn.execute(
-        insert(sales_order_items),
+        _INSERT_ITEMS,
         [
             {
                 "vbeln": vbeln,
@@ -179,13 +191,14 @@ def create(conn: Connection, request: Record) -> Record:
         ],
     )
     _bill(conn, vbeln, kunnr, customer.zterm, audat, netwr, waers)
-    order = conn.execute(select(sales_orders).where(sales_orders.c.vbeln == vbeln)).one()
+    order = conn.execute(_ORDER, {"vbeln": vbeln}).one()
     return {"SALES_ORDER": render(conn, order), "CREATED": True}
 
 
 def _bill(conn: Connection, aubel: str, kunnr: str, zterm: str, fkdat: date, netwr: Decimal, waers: str) -> None:
-    """The reference ERP bills an order as soon as it is created: one invoice, due after the payment terms."""
-    days = conn.execute(select(payment_terms.c.days).where(payment_terms.c.zterm == zterm)).scalar_one()
+    """The reference ERP bills an order as soon as it is created: one invoice, due after the payment terms;
+    the order's value moves to the customer's open receivables (it never shows as an unbilled order)."""
+    days = conn.execute(_TERMS_DAYS, {"zterm": zterm}).scalar_one()
     try:
         zfbdt = fkdat + timedelta(days=int(days))
     except OverflowError:  # a date the calendar can carry whose due date it cannot: the caller's data, not a crash
@@ -196,24 +209,26 @@ def _bill(conn: Connection, aubel: str, kunnr: str, zterm: str, fkdat: date, net
             value=fkdat,
         ) from None
     conn.execute(
-        insert(invoices).values(
-            vbeln=next_document_number(conn, "VBELN_INVOICE"),
-            aubel=aubel,
-            kunnr=kunnr,
-            fkdat=fkdat,
-            zfbdt=zfbdt,
-            netwr=netwr,
-            waers=waers,
-            open_amount=netwr,
-            status="OPEN",
-            chseq=next_change_seq(conn),
-        )
+        _INSERT_INVOICE,
+        {
+            "vbeln": next_document_number(conn, "VBELN_INVOICE"),
+            "aubel": aubel,
+            "kunnr": kunnr,
+            "fkdat": fkdat,
+            "zfbdt": zfbdt,
+            "netwr": netwr,
+            "waers": waers,
+            "open_amount": netwr,
+            "status": "OPEN",
+            "chseq": next_change_seq(conn),
+        },
     )
+    credit.book(conn, kunnr, skfor=netwr)
 
 
 def read(conn: Connection, request: Record) -> Record:
     vbeln = request["VBELN"]
-    row = conn.execute(select(sales_orders).where(sales_orders.c.vbeln == vbeln)).first()
+    row = conn.execute(_ORDER, {"vbeln": vbeln}).first()
     if row is None:
         raise ErpFault(faults.NOT_FOUND, f"sales order {vbeln} does not exist", field="VBELN", value=vbeln)
     return {"SALES_ORDER": render(conn, row)}

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     Date,
     DateTime,
@@ -28,8 +29,10 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    bindparam,
     create_engine,
     event,
+    func,
     insert,
     inspect,
     select,
@@ -140,7 +143,8 @@ sales_orders = Table(
     Column("vbeln", String(10), primary_key=True),
     # unique: the database itself refuses a second order for one key
     Column("idempotency_key", String(40), nullable=False, unique=True),
-    Column("kunnr", String(10), ForeignKey("customers.kunnr"), nullable=False),
+    # indexed: what a customer's orders are found by (the exposure's full sum, its backfill)
+    Column("kunnr", String(10), ForeignKey("customers.kunnr"), nullable=False, index=True),
     Column("auart", String(4), nullable=False),
     Column("waers", String(3), nullable=False),
     Column("bstkd", String(35)),
@@ -201,6 +205,39 @@ payments = Table(
     Column("chseq", BigInteger, nullable=False, unique=True),
 )
 
+# A customer's credit exposure, kept up to date by every write that changes it (an order billed, a
+# payment), so that a credit check reads one row instead of summing the customer's whole history.
+# Always equal to the full sums (``open_orders_sum``, ``open_invoices_sum``): same transaction as the change.
+credit_exposure = Table(
+    "credit_exposure",
+    metadata,
+    Column("kunnr", String(10), ForeignKey("customers.kunnr"), primary_key=True),
+    #: open sales orders not billed yet
+    Column("sauft", Amount(), nullable=False),
+    #: open receivables: what the customer's open invoices still owe
+    Column("skfor", Amount(), nullable=False),
+)
+
+
+def open_orders_sum(kunnr: ColumnElement[Any]) -> ColumnElement[Decimal]:
+    """SQL: the value of customer ``kunnr``'s open orders that no invoice bills (exact: scaled integers)."""
+    billed = select(invoices.c.aubel)
+    return (
+        select(func.coalesce(func.sum(sales_orders.c.netwr), 0))
+        .where(sales_orders.c.kunnr == kunnr, sales_orders.c.status == "OPEN", sales_orders.c.vbeln.not_in(billed))
+        .scalar_subquery()
+    )
+
+
+def open_invoices_sum(kunnr: ColumnElement[Any]) -> ColumnElement[Decimal]:
+    """SQL: what customer ``kunnr``'s open invoices still owe."""
+    return (
+        select(func.coalesce(func.sum(invoices.c.open_amount), 0))
+        .where(invoices.c.kunnr == kunnr, invoices.c.status == "OPEN")
+        .scalar_subquery()
+    )
+
+
 #: number ranges: counter name -> first number - 1, and the width of the formatted number
 NUMBER_RANGES: dict[str, tuple[int, int]] = {
     "CHSEQ": (0, 0),
@@ -211,12 +248,17 @@ NUMBER_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+_NEXT_NUMBER = (
+    update(counters)
+    .where(counters.c.name == bindparam("counter"))
+    .values(value=counters.c.value + 1)
+    .returning(counters.c.value)
+)
+
+
 def next_number(conn: Connection, name: str) -> int:
     """The next value of a number range; callers hold the ERP's write lock, so values commit in order."""
-    value = conn.execute(
-        update(counters).where(counters.c.name == name).values(value=counters.c.value + 1).returning(counters.c.value)
-    ).scalar_one()
-    return int(value)
+    return int(conn.execute(_NEXT_NUMBER, {"counter": name}).scalar_one())
 
 
 def next_document_number(conn: Connection, name: str) -> str:
@@ -262,13 +304,18 @@ ADDED_COLUMNS = (("customers", "version", "INTEGER"),)
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables, columns, number ranges and customising; safe to repeat."""
+    """Create missing tables, columns, indexes, credit exposures, number ranges and customising; safe to repeat."""
     metadata.create_all(engine)
     inspector = inspect(engine)
     with engine.begin() as conn:
-        for table, column, sql_type in ADDED_COLUMNS:
-            if column not in {c["name"] for c in inspector.get_columns(table)}:
-                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+        for name, column, sql_type in ADDED_COLUMNS:
+            if column not in {c["name"] for c in inspector.get_columns(name)}:
+                conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column} {sql_type}")
+        # create_all makes a table's indexes only with the table: an index added later, here
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
+        _add_missing_exposures(conn)
         _insert_missing(conn, counters, "name", [{"name": n, "value": v} for n, (v, _) in NUMBER_RANGES.items()])
         _insert_missing(conn, countries, "land1", [{"land1": k, "landx": v} for k, v in COUNTRIES.items()])
         _insert_missing(conn, currencies, "waers", [{"waers": k, "ltext": v} for k, v in CURRENCIES.items()])
@@ -299,6 +346,14 @@ def seed_materials(engine: Engine) -> int:
     return added
 
 
+def _add_missing_exposures(conn: Connection) -> None:
+    """A credit exposure for every customer without one (a database older than the table), from the full sums."""
+    missing = select(customers.c.kunnr, open_orders_sum(customers.c.kunnr), open_invoices_sum(customers.c.kunnr)).where(
+        customers.c.kunnr.not_in(select(credit_exposure.c.kunnr))
+    )
+    conn.execute(insert(credit_exposure).from_select(["kunnr", "sauft", "skfor"], missing))
+
+
 def _insert_missing(conn: Connection, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
     known = set(conn.execute(select(table.c[key])).scalars())
     missing = [row for row in rows if row[key] not in known]
@@ -311,7 +366,9 @@ class ErpDatabase:
 
     Why one writer: CHSEQ values must become visible in the order they were taken, or a
     changed-since reader could move past a row that commits later with a smaller CHSEQ.
-    Serialising write transactions in this (the only writing) process guarantees that.
+    Serialising write transactions in this (the only writing) process guarantees that. The lock
+    covers the transaction, BEGIN to COMMIT, and nothing else: a connection is taken from the
+    pool before it and given back (reset) after it.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -325,7 +382,7 @@ class ErpDatabase:
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        with self._write_lock, self.engine.begin() as conn:
+        with self.engine.connect() as conn, self._write_lock, conn.begin():
             yield conn
 
     def close(self) -> None:
@@ -338,6 +395,7 @@ __all__ = [
     "counters",
     "countries",
     "create_schema",
+    "credit_exposure",
     "currencies",
     "customer_changes",
     "customers",
@@ -348,6 +406,8 @@ __all__ = [
     "next_change_seq",
     "next_document_number",
     "open_engine",
+    "open_invoices_sum",
+    "open_orders_sum",
     "payment_terms",
     "payments",
     "refused_orders",
