@@ -69,6 +69,26 @@ class VersionClaim:
     version: int
 
 
+@dataclass(frozen=True)
+class _Settled:
+    """An order outcome just set: the order's total and currency, and whether the ERP's value differed."""
+
+    total: Decimal
+    currency: str
+    mismatch: bool
+
+
+@dataclass(frozen=True)
+class OrderContext:
+    """What a route that sends an order to a back office reads first (``CrmService.order_context``)."""
+
+    status: OrderStatus
+    #: the order's customer; None when the CRM does not know it
+    customer: Customer | None
+    #: the customer's id in the back office (its cross-reference); None when not linked yet
+    external_customer_id: str | None
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10].upper()}"
 
@@ -479,39 +499,30 @@ class CrmService:
         ERP did not state, sets ``net_value_mismatch`` and is logged at WARNING. It never refuses
         the confirmation.
         """
-        total, currency = self._order_amount(confirmed.order_id)
-        mismatch = net_value_differs(total, currency, confirmed)
-        applied = self._settle_order(
+        # one transaction: the claim, the order's total (fixed when it was placed) and the compare-and-set
+        settled = self._settle_order(
             consumer,
             message_id,
             confirmed.order_id,
             status=OrderStatus.CONFIRMED,
             erp_order_number=confirmed.erp_order_number,
             erp_net_value=confirmed.net_value,
-            net_value_mismatch=mismatch,
+            confirmed=confirmed,
         )
-        if applied and mismatch:
+        if settled is not None and settled.mismatch:
             log.warning(
                 "ERP net value differs from the CRM total",
                 order_id=confirmed.order_id,
-                crm_total=str(total),
+                crm_total=str(settled.total),
                 erp_net_value=None if confirmed.net_value is None else str(confirmed.net_value),
-                currency=currency,
+                currency=settled.currency,
                 erp_currency=confirmed.currency,
             )
-        return applied
-
-    def _order_amount(self, order_id: str) -> tuple[Decimal, str]:
-        """The order's total and currency (fixed when it is placed)."""
-        with self._sessions() as session:
-            row = session.execute(select(OrderRow.total, OrderRow.currency).where(OrderRow.id == order_id)).first()
-            if row is None:
-                raise NotFound("order", order_id)
-            return _in_currency(row.total, row.currency), row.currency
+        return settled is not None
 
     def reject_order(self, rejected: OrderRejected, *, consumer: str, message_id: str) -> bool:
         """Mark the order rejected with the reason; False if this message was applied before."""
-        return self._settle_order(
+        settled = self._settle_order(
             consumer,
             message_id,
             rejected.order_id,
@@ -520,6 +531,7 @@ class CrmService:
             rejection_code=printable(rejected.code)[:40],
             rejection_reason=printable(rejected.reason),
         )
+        return settled is not None
 
     def _settle_order(
         self,
@@ -532,14 +544,22 @@ class CrmService:
         rejection_code: str | None = None,
         rejection_reason: str | None = None,
         erp_net_value: Decimal | None = None,
-        net_value_mismatch: bool = False,
-    ) -> bool:
+        confirmed: OrderConfirmed | None = None,
+    ) -> _Settled | None:
+        """Claim ``message_id`` for ``consumer`` and set the order's outcome, in one transaction; None if
+        the message was applied before or the order has an outcome already. With ``confirmed``, the ERP's
+        net value is compared with the order's total (``net_value_mismatch``)."""
         try:
             with self._sessions() as session, session.begin():
                 if not self._claim(session, consumer, message_id):
-                    return False
-                if session.get(OrderRow, order_id) is None:
+                    return None
+                amount = session.execute(
+                    select(OrderRow.total, OrderRow.currency).where(OrderRow.id == order_id)
+                ).first()
+                if amount is None:
                     raise NotFound("order", order_id)
+                total, currency = _in_currency(amount.total, amount.currency), amount.currency
+                mismatch = confirmed is not None and net_value_differs(total, currency, confirmed)
                 # One atomic compare-and-set: an outcome arrives once per order; a second, different
                 # one (even concurrently, on another connection) must not flip or mix it.
                 settled: CursorResult[Any] = session.execute(  # type: ignore[assignment]
@@ -551,16 +571,16 @@ class CrmService:
                         rejection_code=rejection_code,
                         rejection_reason=rejection_reason,
                         erp_net_value=erp_net_value,
-                        net_value_mismatch=net_value_mismatch,
+                        net_value_mismatch=mismatch,
                         failure_reason=None,
                         failed_at=None,
                         updated_at=utcnow(),
                     )
                     .execution_options(synchronize_session=False)
                 )
-                return bool(settled.rowcount == 1)
+                return _Settled(total, currency, mismatch) if settled.rowcount == 1 else None
         except IntegrityError:
-            return False  # a concurrent delivery of the same message won the claim
+            return None  # a concurrent delivery of the same message won the claim
 
     def mark_order_failed(self, order_id: str, reason: str) -> bool:
         """Mark an order ``failed`` with ``reason`` (cut to ``FAILURE_REASON_MAX`` characters) because its
@@ -584,6 +604,26 @@ class CrmService:
                 .execution_options(synchronize_session=False)
             )
             return bool(marked.rowcount == 1)
+
+    def order_context(self, order_id: str, customer_id: str, *, system: str) -> OrderContext:
+        """The order's status, its customer ``customer_id`` and that customer's id in ``system``, read in one
+        session (one connection checkout instead of three on the order route). ``NotFound`` when the CRM
+        does not have the order; an unknown customer or a missing link is None."""
+        with self._sessions() as session:
+            status = session.scalar(select(OrderRow.status).where(OrderRow.id == order_id))
+            if status is None:
+                raise NotFound("order", order_id)
+            row = session.get(
+                CustomerRow,
+                customer_id,
+                options=[selectinload(CustomerRow.addresses), selectinload(CustomerRow.contacts)],
+            )
+            link = session.get(CrossReference, (system, "customer", customer_id))
+            return OrderContext(
+                status=OrderStatus(status),
+                customer=_customer_model(row) if row is not None else None,
+                external_customer_id=link.external_id if link is not None else None,
+            )
 
     def order_status(self, order_id: str) -> OrderStatus:
         with self._sessions() as session:
@@ -709,4 +749,12 @@ def net_value_differs(total: Decimal, currency: str, confirmed: OrderConfirmed) 
     return confirmed.net_value != total
 
 
-__all__ = ["FAILURE_REASON_MAX", "SOURCE", "UNSETTLED", "CrmService", "VersionClaim", "net_value_differs"]
+__all__ = [
+    "FAILURE_REASON_MAX",
+    "SOURCE",
+    "UNSETTLED",
+    "CrmService",
+    "OrderContext",
+    "VersionClaim",
+    "net_value_differs",
+]
