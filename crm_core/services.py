@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,26 @@ class OrderContext:
     external_customer_id: str | None
 
 
+class _CustomerSnapshots:
+    """Customers by (id, version), at most ``limit`` (then it starts over); each ``get`` is a copy of its own."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._snapshots: dict[tuple[str, int], Customer] = {}
+        self._lock = threading.Lock()
+
+    def get(self, customer_id: str, version: int) -> Customer | None:
+        with self._lock:
+            snapshot = self._snapshots.get((customer_id, version))
+        return None if snapshot is None else snapshot.model_copy(deep=True)
+
+    def put(self, customer: Customer) -> None:
+        with self._lock:
+            if len(self._snapshots) >= self._limit:
+                self._snapshots.clear()
+            self._snapshots[(customer.id, customer.version)] = customer.model_copy(deep=True)
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10].upper()}"
 
@@ -131,6 +152,7 @@ class CrmService:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._customers = _CustomerSnapshots()
 
     # -- customers -------------------------------------------------------------------------
     def create_customer(self, new: NewCustomer) -> Customer:
@@ -608,22 +630,39 @@ class CrmService:
     def order_context(self, order_id: str, customer_id: str, *, system: str) -> OrderContext:
         """The order's status, its customer ``customer_id`` and that customer's id in ``system``, read in one
         session (one connection checkout instead of three on the order route). ``NotFound`` when the CRM
-        does not have the order; an unknown customer or a missing link is None."""
+        does not have the order; an unknown customer or a missing link is None.
+
+        The customer comes from a cache of snapshots keyed by (id, version) when its version is known to
+        it: every change of a customer moves its version in the same transaction (``update_customer``),
+        so a snapshot of one version never changes. Loading a customer with its addresses and contacts
+        was the largest CPU cost of the order route; with the cache it is one query for all three.
+        """
+        link = CrossReference.__table__
         with self._sessions() as session:
-            status = session.scalar(select(OrderRow.status).where(OrderRow.id == order_id))
-            if status is None:
+            found = session.execute(
+                select(OrderRow.status, CustomerRow.version, link.c.external_id)
+                .select_from(OrderRow)
+                .outerjoin(CustomerRow, CustomerRow.id == customer_id)
+                .outerjoin(
+                    link,
+                    (link.c.system == system) & (link.c.entity == "customer") & (link.c.crm_id == customer_id),
+                )
+                .where(OrderRow.id == order_id)
+            ).first()
+            if found is None:
                 raise NotFound("order", order_id)
-            row = session.get(
-                CustomerRow,
-                customer_id,
-                options=[selectinload(CustomerRow.addresses), selectinload(CustomerRow.contacts)],
-            )
-            link = session.get(CrossReference, (system, "customer", customer_id))
-            return OrderContext(
-                status=OrderStatus(status),
-                customer=_customer_model(row) if row is not None else None,
-                external_customer_id=link.external_id if link is not None else None,
-            )
+            status, version, external_id = found
+            customer = None if version is None else self._customers.get(customer_id, version)
+            if customer is None and version is not None:
+                row = session.get(
+                    CustomerRow,
+                    customer_id,
+                    options=[selectinload(CustomerRow.addresses), selectinload(CustomerRow.contacts)],
+                )
+                if row is not None:
+                    customer = _customer_model(row)
+                    self._customers.put(customer)
+            return OrderContext(status=OrderStatus(status), customer=customer, external_customer_id=external_id)
 
     def order_status(self, order_id: str) -> OrderStatus:
         with self._sessions() as session:
