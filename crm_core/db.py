@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 DEFAULT_URL = "sqlite:///.esb/crm.db"
 #: how long a SQLite writer waits for another process's lock before failing
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+#: seconds after which a pooled PostgreSQL connection is replaced at its next checkout (idle-timeout proxies)
+POOL_RECYCLE_SECONDS = 1800
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -38,7 +40,11 @@ def create_db_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pre-ping: it is one more round trip on every checkout (three or four per order on the order path,
+    # one per relay poll). A connection that died meanwhile (database restarted, backend ended) fails its
+    # first statement with a disconnect error instead: SQLAlchemy then discards every pooled connection as
+    # old as it, and the caller sees CrmUnavailable (transient) and tries again on a fresh one.
+    kwargs.setdefault("pool_recycle", POOL_RECYCLE_SECONDS)
     return create_engine(url, **kwargs)
 
 

@@ -34,6 +34,7 @@ from canonical_model.envelope import Envelope
 from canonical_model.errors import EsbError, Unroutable
 from canonical_model.truncation import truncate
 from crm_core.models import OutboxRow, utcnow
+from crm_core.outbox_wakeup import OutboxWakeup, notify_relays
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +82,9 @@ def _pending() -> ColumnElement[bool]:
 
 
 def add_event(session: Session, envelope: Envelope) -> None:
-    """Write ``envelope`` to the outbox inside the caller's transaction."""
+    """Write ``envelope`` to the outbox inside the caller's transaction (on PostgreSQL, its commit wakes the
+    relays: ``crm_core.outbox_wakeup``)."""
+    notify_relays(session)
     session.add(
         OutboxRow(
             message_id=envelope.id,
@@ -173,6 +176,9 @@ class OutboxRelay:
     Once: a row is published once, unless the process dies (or the transport fails) between the
     confirm and the mark; then its batch is published again and consumers dedupe by message id.
 
+    Wake-up: on PostgreSQL the relay sleeps until a transaction that wrote events commits (LISTEN/NOTIFY,
+    ``crm_core.outbox_wakeup``), at most ``run``'s ``listen_interval``; elsewhere it polls.
+
     Test hooks, passed in: ``checkpoint(name)`` is called at ``AFTER_CONFIRM`` and ``AFTER_MARK``;
     ``mark_before_publish=True`` switches the safeguard off (rows are marked and committed *before*
     they are published: a crash in between loses them), so tests can show they catch that loss.
@@ -195,6 +201,7 @@ class OutboxRelay:
         engine = _engine_of(sessions)
         self._dialect = engine.dialect.name if engine is not None else ""
         database = engine.url.database if engine is not None else None
+        self._wakeup = OutboxWakeup(engine) if engine is not None else None
         self._file_lock = (
             _FileLock(f"{database}.relay-lock")
             if self._dialect == "sqlite" and database and database != ":memory:"
@@ -297,39 +304,57 @@ class OutboxRelay:
         *,
         idle_interval: float = 0.05,
         busy_interval: float = 0.2,
+        listen_interval: float = 0.5,
         error_pause: ErrorPause | None = None,
         log_every: int = 20,
     ) -> None:
         """Relay until ``stop`` is set.
 
         Waits ``idle_interval`` seconds when there was less than a full batch, ``busy_interval`` when
-        another relay has the turn. A failed batch (broker or database gone) is tried again after
-        ``error_pause`` (default: 0.5 s doubling to 5 s, reset by a success); a failure streak is
+        another relay has the turn; on PostgreSQL, while it listens for commits, until the next commit of
+        events instead, at most ``listen_interval`` seconds (which also bounds how long ``stop`` may take
+        to be seen, and a wake-up lost with a broken listening connection). A failed batch (broker or
+        database gone) is tried again after ``error_pause`` (default: 0.5 s doubling to 5 s, reset by a
+        success); a failure streak is
         logged at WARNING at its first failure and then at every ``log_every``-th, and its end at INFO.
         """
         pause = error_pause or ErrorPause()
-        while not stop.is_set():
-            try:
-                done = self._relay_turn()
-            except Exception as exc:
-                delay = pause.failed()
-                if pause.failures == 1 or pause.failures % log_every == 0:
-                    log.warning(
-                        "outbox relay failed; retrying",
-                        failures=pause.failures,
-                        retry_in=delay,
-                        error=truncate(f"{type(exc).__name__}: {exc}", 300),
-                        exc_info=not isinstance(exc, EsbError),  # not one of ours: a bug, show where
-                    )
-                stop.wait(delay)
-                continue
-            failures = pause.succeeded()
-            if failures:
-                log.info("outbox relay recovered", failures=failures)
-            if done is None:
-                stop.wait(busy_interval)
-            elif sum(done) < self._batch_size:
-                stop.wait(idle_interval)
+        wakeup = self._wakeup
+        try:
+            while not stop.is_set():
+                # listen before reading the pending rows: a commit after the read then has its notification
+                listening = wakeup is not None and wakeup.arm()
+                done = self._turn(stop, pause, log_every)
+                if done is None or sum(done) < self._batch_size:
+                    if listening and wakeup is not None:
+                        wakeup.wait(listen_interval)
+                    else:
+                        stop.wait(busy_interval if done is None else idle_interval)
+        finally:
+            if wakeup is not None:
+                wakeup.close()
+
+    def _turn(self, stop: threading.Event, pause: ErrorPause, log_every: int) -> tuple[int, int] | None:
+        """One turn of ``run``: (published, parked), ``None`` if another relay had the turn. After a failure
+        it waits out the error pause and answers a full batch (so that ``run`` tries again at once)."""
+        try:
+            done = self._relay_turn()
+        except Exception as exc:
+            delay = pause.failed()
+            if pause.failures == 1 or pause.failures % log_every == 0:
+                log.warning(
+                    "outbox relay failed; retrying",
+                    failures=pause.failures,
+                    retry_in=delay,
+                    error=truncate(f"{type(exc).__name__}: {exc}", 300),
+                    exc_info=not isinstance(exc, EsbError),  # not one of ours: a bug, show where
+                )
+            stop.wait(delay)
+            return self._batch_size, 0
+        failures = pause.succeeded()
+        if failures:
+            log.info("outbox relay recovered", failures=failures)
+        return done
 
 
 def _mark(session: Session, events: Sequence[PendingEvent], unrouted: set[str]) -> tuple[int, list[PendingEvent]]:

@@ -71,6 +71,7 @@ def ensure_erp_customer(
     correlation_id: str | None,
     verified: VerifiedLinks | None = None,
     claim_message_id: str | None = None,
+    known: str | None = None,
 ) -> str:
     """The customer's ERP number, creating the ERP customer first if the CRM has no cross-reference.
 
@@ -85,11 +86,19 @@ def ensure_erp_customer(
     snapshot's version for the ERP customer sync (``CrmService.claim_erp_customer_version``), so that
     the sync leaves out the older versions it has not sent yet instead of sending them after this one.
 
+    ``known``: the customer's ERP number as the caller read it from the CRM already (None: read here).
+
     Safe to repeat: the ERP's create is idempotent on the CRM id (EXTREF), so a crash between the
     ERP call and the cross-reference write is healed by the redelivery.
     """
     return erp_customer_of(
-        crm, erp, customer, correlation_id=correlation_id, verified=verified, claim_message_id=claim_message_id
+        crm,
+        erp,
+        customer,
+        correlation_id=correlation_id,
+        verified=verified,
+        claim_message_id=claim_message_id,
+        known=known,
     ).kunnr
 
 
@@ -102,10 +111,12 @@ def erp_customer_of(
     verified: VerifiedLinks | None = None,
     idempotency_key: str | None = None,
     claim_message_id: str | None = None,
+    known: str | None = None,
 ) -> ErpCustomer:
     """``ensure_erp_customer``, saying whether this call created the ERP customer; a create carries
     ``idempotency_key`` (the ERP records it with the snapshot's VERSION)."""
-    known = crm.cross_reference(SYSTEM, ENTITY, customer.id)
+    if known is None:
+        known = crm.cross_reference(SYSTEM, ENTITY, customer.id)
     if known is not None:
         if verified is not None and (customer.id, known) not in verified:
             verify_link(erp, customer.id, known, correlation_id=correlation_id)

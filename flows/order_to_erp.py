@@ -18,10 +18,9 @@ from canonical_model.errors import BusinessRejection, InvalidMessage, MappingErr
 from canonical_model.order import OrderConfirmed, OrderRejected, OrderStatus, SalesOrder
 from connectors.erp.client import ErpClient
 from connectors.publishing import EnvelopePublisher
-from crm_core.errors import NotFound
-from crm_core.services import CrmService
+from crm_core.services import CrmService, OrderContext
 from flows.erp_confirmation import confirmation_of
-from flows.erp_customer import VerifiedLinks, ensure_erp_customer, in_canonical_terms
+from flows.erp_customer import SYSTEM, VerifiedLinks, ensure_erp_customer, in_canonical_terms
 from flows.payloads import answers_validated, data_of
 from flows.routes import Route
 from mappings import load_mapping
@@ -64,14 +63,16 @@ class OrderToErp:
 
     def __call__(self, envelope: Envelope) -> None:
         order = data_of(envelope, SalesOrder)
+        # the order's status, customer and ERP customer number in one CRM session
+        context = self._crm.order_context(order.id, order.customer_id, system=SYSTEM)
         # failed is not final: a replayed order.placed of a failed order is tried again
-        if self._crm.order_status(order.id) not in (OrderStatus.PLACED, OrderStatus.FAILED):
+        if context.status not in (OrderStatus.PLACED, OrderStatus.FAILED):
             log.info("order already settled; redelivery ignored", order_id=order.id, message_id=envelope.id)
             return
         correlation_id = envelope.correlationid or envelope.id
         outcome: OrderConfirmed | OrderRejected
         try:
-            outcome = self._confirm(order, correlation_id, message_id=envelope.id)
+            outcome = self._confirm(order, context, correlation_id, message_id=envelope.id)
         except MappingError as exc:
             outcome = OrderRejected(order_id=order.id, reason=str(exc), code="MAPPING", field=exc.path)
         except BusinessRejection as exc:
@@ -81,11 +82,12 @@ class OrderToErp:
         self._publish(Envelope.new(kind, outcome, source=SOURCE, cause=envelope, deterministic=True))
 
     @answers_validated("the ERP's answer to CreateSalesOrder")  # OrderConfirmed is built from it
-    def _confirm(self, order: SalesOrder, correlation_id: str, *, message_id: str) -> OrderConfirmed:
-        try:
-            customer = self._crm.get_customer(order.customer_id)
-        except NotFound as exc:
-            raise InvalidMessage(f"order {order.id} names a customer the CRM does not know") from exc
+    def _confirm(
+        self, order: SalesOrder, context: OrderContext, correlation_id: str, *, message_id: str
+    ) -> OrderConfirmed:
+        customer = context.customer
+        if customer is None:
+            raise InvalidMessage(f"order {order.id} names a customer the CRM does not know")
         # a customer created here claims its version: the customer sync then leaves out older ones
         kunnr = ensure_erp_customer(
             self._crm,
@@ -94,6 +96,7 @@ class OrderToErp:
             correlation_id=correlation_id,
             verified=self._verified_links,
             claim_message_id=message_id,
+            known=context.external_customer_id,
         )
         request = self._mapping.to_target(order, context={"kunnr": kunnr})
         key = request["IDEMPOTENCY_KEY"] if self._idempotency_keys else f"{order.id[:20]}-{uuid.uuid4().hex[:12]}"

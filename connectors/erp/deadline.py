@@ -4,20 +4,24 @@ requests' timeouts are per socket operation: an answer dripped one byte a second
 read timeout of five seconds (LIBRARY-NOTES). A ``Deadline`` bounds the whole exchange instead:
 
 - the (connect, read) timeouts handed to requests are clipped to the time left;
-- a timer shuts the exchange's socket down when the deadline passes, so a read blocked anywhere
+- a watchdog shuts the exchange's socket down when the deadline passes, so a read blocked anywhere
   (status line, headers, a body read waiting for its chunk) returns at once; the transport then
   reports ``CallDeadlineExceeded`` whatever error the cut produced;
 - the transport's read loop checks the deadline between chunks too.
 
 The socket is found through the connection classes of ``DeadlineAdapter``: a connection that
 starts a request while a deadline is active in its thread registers with that deadline.
-Thread-safety: a ``Deadline`` belongs to one call in one thread; only its timer runs elsewhere,
-and the two meet under its lock.
+Thread-safety: a ``Deadline`` belongs to one call in one thread; only the watchdog runs elsewhere,
+and the two meet under the deadline's lock. One watchdog thread per process serves every deadline:
+a ``threading.Timer`` per call started and ended a thread for every ERP call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import os
 import socket
 import threading
 import time
@@ -44,6 +48,49 @@ class CallDeadlineExceeded(requests.Timeout):
         self.setting = setting
 
 
+class _Watchdog:
+    """One daemon thread that expires the deadlines of every thread of the process, earliest first.
+
+    A finished deadline stays in the heap until it reaches the front, where it is dropped unseen; the
+    thread sleeps until the earliest deadline still running (calls end long before their deadlines,
+    so it wakes about once per deadline length, not once per call).
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._order = itertools.count()
+        self._pid = 0
+
+    def watch(self, deadline: Deadline) -> None:
+        with self._condition:
+            if self._pid != os.getpid():  # first use, or a forked child: the thread is not there
+                self._pid = os.getpid()
+                self._heap = []
+                threading.Thread(target=self._run, name="erp-deadlines", daemon=True).start()
+            heapq.heappush(self._heap, (deadline.end, next(self._order), deadline))
+            if self._heap[0][2] is deadline:  # earlier than what the thread sleeps for
+                self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            due: list[Deadline] = []
+            with self._condition:
+                heap = self._heap
+                now = time.monotonic()
+                while heap and (heap[0][2].finished or heap[0][0] <= now):
+                    _, _, deadline = heapq.heappop(heap)
+                    if not deadline.finished:
+                        due.append(deadline)
+                if not due:
+                    self._condition.wait(heap[0][0] - now if heap else None)
+            for deadline in due:
+                deadline.expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
 class Deadline:
     """``seconds`` from now for one exchange; ``setting`` names the limit in errors."""
 
@@ -52,10 +99,10 @@ class Deadline:
         self.setting = setting
         self.end = time.monotonic() + seconds
         self.expired = False
+        #: the exchange is over (the watchdog leaves it alone)
+        self.finished = False
         self._lock = threading.Lock()
         self._connections: list[Any] = []
-        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
-        self._timer.daemon = True
 
     def remaining(self) -> float:
         return self.end - time.monotonic()
@@ -78,21 +125,24 @@ class Deadline:
             else:
                 self._connections.append(connection)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The deadline passed (the watchdog's thread): cut the exchange's connections."""
         with self._lock:
+            if self.finished:
+                return
             self.expired = True
             for connection in self._connections:
                 _cut(connection)
 
     def __enter__(self) -> Deadline:
-        self._timer.start()
         _current.deadline = self
+        _WATCHDOG.watch(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         _current.deadline = None
-        self._timer.cancel()
         with self._lock:
+            self.finished = True
             self._connections.clear()
 
 
