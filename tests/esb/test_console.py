@@ -182,7 +182,9 @@ def test_an_operator_fixes_and_replays_a_failed_order_in_the_browser_and_a_viewe
         wait.until(seen.presence_of_element_located((By.ID, "edit-body")))
         assert driver.find_element(By.CSS_SELECTOR, "#body .j-key"), "the body is highlighted"
         assert "x-esb-error-reason" in driver.find_element(By.ID, "headers").text
+        driver.set_window_size(1280, 2400)  # the whole page: facts, headers, body, edit form, audit trail
         driver.save_screenshot(str(shots / "detail.png"))
+        driver.set_window_size(1280, 1000)
 
         # an edit with a quantity that is no number: refused, the error shown on the field
         original = driver.find_element(By.ID, "edit-body").get_property("value")
