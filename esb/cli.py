@@ -480,6 +480,7 @@ def console(ctx: click.Context, host: str | None, port: int | None) -> None:
             crm=app.crm,
             codec=SessionCodec(session_secret(settings), settings.console.session_hours),
             secure_cookie=settings.console.secure_cookie,
+            csrf_check=not app.hooks.safeguard_off("console_csrf"),
         )
         listen = (host or settings.console.host, port or settings.console.port)
         status(f"console on http://{listen[0]}:{listen[1]}/")

@@ -82,6 +82,7 @@ def serve(app: Application) -> Iterator[str]:
         failed=FailedMessages(app.sessions, app.transport, app.crm),
         crm=app.crm,
         codec=SessionCodec(b"test-secret", 1.0),
+        csrf_check=not app.hooks.safeguard_off("console_csrf"),
     )
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(deps), host="127.0.0.1", port=port, log_level="warning"))
@@ -261,11 +262,13 @@ def set_body(driver: object, text: str) -> None:
 # -- the HTTP test
 
 
-@pytest.fixture
-def stored(tmp_path: Path, unique_name: str) -> Iterator[tuple[Application, int]]:
-    """An application with one stored failure of an order, and the console's users."""
+@pytest.fixture(params=["on", "off"])
+def stored(request: pytest.FixtureRequest, tmp_path: Path, unique_name: str) -> Iterator[tuple[Application, int]]:
+    """An application with one stored failure of an order, and the console's users; the CSRF check on, or
+    off (the test hook), to show the test catches what it prevents."""
     settings = EsbSettings(data_dir=tmp_path, namespace=unique_name, transport="embedded")  # type: ignore[call-arg]
-    with Application(settings, hooks=TestHooks()) as app:
+    hooks = TestHooks(safeguards_off=frozenset({"console_csrf"}) if request.param == "off" else frozenset())
+    with Application(settings, hooks=hooks) as app:
         customer = customers(app, 1, prefix="Console Http")[0]
         order = app.crm.place_order(new_order(customer, LINE))
         queue = f"{app.queue_of(next(r for r in app.routes if r.name == 'erp.order_placed'))}.0"
@@ -325,6 +328,11 @@ def test_without_login_pages_redirect_and_the_api_answers_401_and_actions_need_t
         assert anonymous.get(url + "/api/groups", timeout=WAIT).status_code == 401
 
         operator, token = session_of(url, *OPERATOR)
+        if app.hooks.safeguard_off("console_csrf"):
+            # without the check, a form posted from anywhere acts as the logged-in operator
+            answer = operator.post(f"{url}/failures/{failure_id}/discard", data={}, timeout=WAIT)
+            assert answer.status_code == 200 and 'data-result="discarded"' in answer.text
+            return
         assert operator.cookies.get("esb_console")
         cookie_header = operator.get(url + "/login", timeout=WAIT).headers["set-cookie"].lower()
         assert "httponly" in cookie_header and "samesite=lax" in cookie_header, cookie_header
