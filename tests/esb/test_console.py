@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import uvicorn
 
 from backoffice.erp.process import ErpServerProcess
 from canonical_model import OrderStatus
@@ -37,8 +38,6 @@ from esb.test_hooks import TestHooks
 from esb.worker import Worker
 from tests.conftest import missing_service
 from tests.flows.guarantees import customers, wait_for, wait_settled
-
-uvicorn = pytest.importorskip("uvicorn")
 
 ERP_USER = "esb"
 ERP_PASSWORD = "right-password"

@@ -4,6 +4,7 @@ session cookie (a forged, altered or expired cookie is no session)."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -14,6 +15,7 @@ from crm_core.models import ConsoleUser
 from crm_core.users import Role, authenticate, check_password, hash_password, list_users
 from esb.cli import cli
 from esb.config import EsbSettings
+from esb.console.render import highlighted, hourly, sparkline
 from esb.console.session import SessionCodec, csrf_ok, session_secret
 
 
@@ -77,3 +79,15 @@ def test_a_session_cookie_is_signed_and_expires(tmp_path: Path) -> None:
     assert codec.load(codec.dump(expired)) is None
     assert csrf_ok(session, session.csrf) and not csrf_ok(session, "other") and not csrf_ok(session, None)
     assert not csrf_ok(None, session.csrf)
+
+
+def test_the_sparkline_counts_the_last_24_hours_and_a_body_is_escaped() -> None:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    times = [now - timedelta(minutes=5), now - timedelta(minutes=50), now - timedelta(hours=23, minutes=30)]
+    times += [now - timedelta(hours=25), now + timedelta(minutes=1)]  # outside the window
+    counts = hourly(times, now)
+    assert len(counts) == 24 and counts[-1] == 2 and counts[0] == 1 and sum(counts) == 3
+    assert "<title>3 in the last 24 h</title>" in sparkline(counts)
+    shown = highlighted('{"name": "<script>alert(1)</script>", "n": 2, "ok": true}')
+    assert "<script>" not in shown and "&lt;script&gt;" in shown
+    assert '<span class="j-key">&quot;name&quot;</span>' in shown and '<span class="j-number">2</span>' in shown
