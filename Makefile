@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 UV_VERSION = 0.13.9
 BIN = $(VENV)/bin
-EXTRAS ?= dev
+EXTRAS ?= dev,web
 
 .PHONY: setup demo test lint typecheck unit soak bench bench-flow clean
 

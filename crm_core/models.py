@@ -316,3 +316,16 @@ class FailedMessageAction(Base):
     #: ``ok``, ``refused`` or ``error``
     result: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(String(500))
+
+
+class ConsoleUser(Base):
+    """A user of the web console (``crm_core.users``): ``role`` is ``operator`` or ``viewer``;
+    ``password_hash`` is ``scrypt$n$r$p$salt$hash`` (hex), never the password."""
+
+    __tablename__ = "console_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

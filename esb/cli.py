@@ -456,6 +456,109 @@ def failed_edit(ctx: click.Context, failure_id: int, dry_run: bool, actor: str |
     _report([outcome], output_format, "would replay" if dry_run else "edited and replayed")
 
 
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default: the console.host setting, 127.0.0.1).")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Port (default: console.port, 8780).")
+@click.pass_context
+def console(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the web console for failed messages (login: a user made with `esb users add`)."""
+    try:
+        import uvicorn
+
+        from esb.console.app import ConsoleDeps, create_app
+        from esb.console.session import SessionCodec, session_secret
+    except ImportError as exc:
+        raise OneLineError(f"the console needs the web extra: pip install 'crm-esb[web]' ({exc})") from exc
+    from esb.failed import FailedMessages
+
+    settings = _settings(ctx)
+    app = _application(settings)
+    with app:
+        deps = ConsoleDeps(
+            sessions=app.sessions,
+            failed=FailedMessages(app.sessions, app.transport, app.crm),
+            crm=app.crm,
+            codec=SessionCodec(session_secret(settings), settings.console.session_hours),
+            secure_cookie=settings.console.secure_cookie,
+            csrf_check=not app.hooks.safeguard_off("console_csrf"),
+        )
+        listen = (host or settings.console.host, port or settings.console.port)
+        status(f"console on http://{listen[0]}:{listen[1]}/")
+        uvicorn.run(create_app(deps), host=listen[0], port=listen[1], log_level="warning")
+
+
+def _application(settings: EsbSettings) -> Application:
+    from esb.app import Application
+
+    try:
+        return Application(settings)
+    except (EsbError, ConfigError) as exc:
+        raise OneLineError(str(exc)) from exc
+
+
+@cli.group()
+def users() -> None:
+    """Users of the web console: operators (see and act) and viewers (see only). There is no default account."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["operator", "viewer"]), required=True)
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Read the password from this file's first line (default: a prompt).",
+)
+@click.pass_context
+def users_add(ctx: click.Context, name: str, role: str, password_file: Path | None) -> None:
+    """Create a console user; the password (8 to 1024 characters) is asked for twice, or read from a file."""
+    import getpass
+
+    from crm_core.db import create_db_engine, session_factory
+    from crm_core.errors import InvalidRequest
+    from crm_core.migrate import upgrade
+    from crm_core.users import Role, add_user
+
+    if password_file is not None:
+        with password_file.open(encoding="utf-8") as file:
+            password = file.readline(4096).rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {name[:64]}: ")
+        if getpass.getpass("again: ") != password:
+            raise OneLineError("the two passwords differ: no user added")
+    settings = _settings(ctx)
+    assert settings.database_url is not None  # filled in by the settings validator
+    engine = create_db_engine(settings.database_url)
+    try:
+        upgrade(engine)
+        user = add_user(session_factory(engine), name, Role(role), password)
+    except InvalidRequest as exc:
+        raise OneLineError(str(exc)) from exc
+    finally:
+        engine.dispose()
+    status(f"user {user.name} added ({user.role.value})")
+
+
+@users.command("list")
+@click.pass_context
+def users_list(ctx: click.Context) -> None:
+    """The console's users and their roles."""
+    from crm_core.db import create_db_engine, session_factory
+    from crm_core.migrate import upgrade
+    from crm_core.users import list_users
+
+    settings = _settings(ctx)
+    assert settings.database_url is not None
+    engine = create_db_engine(settings.database_url)
+    try:
+        upgrade(engine)
+        for user in list_users(session_factory(engine)):
+            click.echo(f"{user.name}\t{user.role.value}")
+    finally:
+        engine.dispose()
+
+
 #: characters of a database's own message kept in the one line (it names host and database, never a password)
 _DATABASE_SAID = 200
 

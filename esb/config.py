@@ -112,6 +112,21 @@ class WorkerSettings(BaseModel):
             )
 
 
+class ConsoleSettings(BaseModel):
+    """``esb console``: where it listens and how long a login lasts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", max_length=255)
+    port: int = Field(default=8780, ge=1, le=65535)
+    #: key signing the session cookie; unset: a random one generated once into ``data_dir/console_secret``
+    session_secret: SecretStr | None = None
+    #: hours a login lasts
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    #: send the cookie over HTTPS only (set it when a TLS proxy is in front)
+    secure_cookie: bool = False
+
+
 class EsbSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ESB_", env_nested_delimiter="__", extra="forbid")
 
@@ -143,6 +158,7 @@ class EsbSettings(BaseSettings):
     namespace: str = Field(default="esb", pattern=r"^[a-z][a-z0-9_-]*$")
     erp: ErpSettings = ErpSettings(url=DEFAULT_ERP_URL)
     worker: WorkerSettings = WorkerSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @field_validator("rabbitmq_url")
     @classmethod

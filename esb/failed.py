@@ -322,7 +322,8 @@ class FailedMessages:
 
 
 def _lines(order: SalesOrder) -> list[dict[str, Any]]:
-    return [line.model_dump(mode="json") for line in order.lines]
+    # Python values, not JSON: amounts compare as numbers (the outbox wrote "1", the CRM database gives 1.000)
+    return [line.model_dump() for line in order.lines]
 
 
 def since_of(text: str, now: datetime) -> datetime:

@@ -53,6 +53,7 @@ SAFEGUARDS: Final[Mapping[str, str]] = {
     "no_idempotency_key": "an ERP call carries the CRM's id as idempotency key (off: a retry may create a duplicate)",
     "mark_before_publish": "the relay marks rows only after the confirm (off: marks first; a crash loses them)",
     "sleep_retry": "a transient failure goes to a delayed retry (off: the consumer thread sleeps, then requeues)",
+    "console_csrf": "a console action needs the session's CSRF token (off: a forged cross-site form acts for the user)",
 }
 
 #: the longest value of either variable read (a test's list is short; anything longer is a mistake)

@@ -1,0 +1,1 @@
+"""The web console for failed messages (``esb console``): see ``esb.console.app``."""
