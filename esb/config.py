@@ -112,6 +112,18 @@ class WorkerSettings(BaseModel):
             )
 
 
+class MetricsSettings(BaseModel):
+    """Where the worker serves ``/metrics``, ``/healthz`` and ``/readyz`` (no login: keep it on a private address)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: address to listen on; the default is reachable from this host only
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
+    #: TCP port; None (the default): not served, since several workers on one host would want the same
+    #: port; 0: any free port (tests; the worker logs the one it got)
+    port: int | None = Field(default=None, ge=0, le=65535)
+
+
 class EsbSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ESB_", env_nested_delimiter="__", extra="forbid")
 
@@ -143,6 +155,7 @@ class EsbSettings(BaseSettings):
     namespace: str = Field(default="esb", pattern=r"^[a-z][a-z0-9_-]*$")
     erp: ErpSettings = ErpSettings(url=DEFAULT_ERP_URL)
     worker: WorkerSettings = WorkerSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("rabbitmq_url")
     @classmethod
@@ -342,6 +355,7 @@ __all__ = [
     "RETRY_STEPS_MAX",
     "ConfigError",
     "EsbSettings",
+    "MetricsSettings",
     "RouteSettings",
     "WorkerSettings",
     "check_database_url",
