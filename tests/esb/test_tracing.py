@@ -11,6 +11,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -43,9 +44,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
         provider.shutdown()
 
 
-@pytest.fixture
-def erp_server(tmp_path: Path) -> Iterator[ErpServerProcess]:
-    with ErpServerProcess(db_path=tmp_path / "erp.db", seed=True) as server:
+@pytest.fixture(scope="module")
+def erp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ErpServerProcess]:
+    with ErpServerProcess(db_path=tmp_path_factory.mktemp("erp") / "erp.db", seed=True) as server:
         yield server
 
 
@@ -89,7 +90,10 @@ def _trace_id(span: ReadableSpan) -> int:
 
 
 @pytest.mark.parametrize("strip", [False, True], ids=["traceparent kept", "traceparent stripped"])
+@pytest.mark.parametrize("transport", ["embedded", "rabbitmq"])
 def test_one_trace_from_relay_to_erp_call(
+    request: pytest.FixtureRequest,
+    transport: str,
     tmp_path: Path,
     erp_server: ErpServerProcess,
     unique_name: str,
@@ -97,13 +101,20 @@ def test_one_trace_from_relay_to_erp_call(
     monkeypatch: pytest.MonkeyPatch,
     strip: bool,
 ) -> None:
-    settings = EsbSettings(
-        data_dir=tmp_path,
-        namespace=unique_name,
-        erp={"url": erp_server.url},  # type: ignore[arg-type]
-        worker={"material_sync_seconds": 0},  # type: ignore[arg-type]
-    )
-    with Application(settings) as app:
+    overrides: dict[str, object] = {
+        "data_dir": tmp_path,
+        "namespace": unique_name,
+        "transport": transport,
+        "erp": {"url": erp_server.url},
+        "worker": {"material_sync_seconds": 0},
+    }
+    if transport == "rabbitmq":
+        overrides["rabbitmq_url"] = request.getfixturevalue("rabbitmq_url")
+    with ExitStack() as cleanup:
+        app = cleanup.enter_context(Application(EsbSettings(**overrides)))  # type: ignore[arg-type]
+        delete = getattr(app.transport, "delete", None)
+        if delete is not None:  # RabbitMQ: this test's queues and exchanges, before the connection closes
+            cleanup.callback(delete, app.topology)
         if strip:  # in transit: whatever is published (the relay's events, the routes' own) loses its traceparent
             publish = app.transport.publish
             monkeypatch.setattr(app.transport, "publish", lambda messages: publish([_stripped(m) for m in messages]))
