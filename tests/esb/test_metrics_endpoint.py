@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
@@ -26,6 +27,7 @@ from connectors.base import OutgoingMessage
 from crm_core.models import OutboxRow
 from crm_core.schemas import NewCustomer
 from esb.app import Application
+from esb.cli import cli
 from esb.config import EsbSettings
 from esb.demo import new_order
 from esb.observability import ObservabilityServer
@@ -220,3 +222,23 @@ def test_metrics_count_a_known_run_and_readyz_follows_the_erp(tmp_path: Path, un
                 assert ready == {"ready": True, "checks": {"database": "ok", "broker": "ok", "erp": "ok"}}
     finally:
         erp.stop()
+
+
+def test_esb_worker_refuses_a_taken_metrics_port_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = CliRunner().invoke(
+            cli,
+            ["worker"],
+            env={
+                "ESB_DATA_DIR": str(tmp_path),
+                "ESB_ERP__URL": f"http://127.0.0.1:{_free_port()}/erp",  # nothing there: the material pull fails fast
+                "ESB_ERP__RETRY_BUDGET": "0.5",
+                "ESB_METRICS__PORT": str(port),
+            },
+        )
+    assert done.exit_code == 1, done.output
+    last = done.output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: cannot serve metrics on 127.0.0.1:{port}: "), done.output
