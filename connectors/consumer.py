@@ -230,7 +230,7 @@ def _journal_start(delivery: Delivery, policy: DeliveryPolicy) -> int | None:
 def _settle(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -> str:
     metrics = policy.metrics
     if metrics is None:
-        return _settle_counted(delivery, work, policy)
+        return _decide(delivery, work, policy)
     metrics.consumed()
     took: list[float] = []
 
@@ -241,12 +241,12 @@ def _settle(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy
         finally:
             took.append(time.perf_counter() - start)
 
-    outcome = _settle_counted(delivery, timed, policy)
+    outcome = _decide(delivery, timed, policy)
     metrics.settled(outcome, took[0] if took else None)
     return outcome
 
 
-def _settle_counted(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -> str:
+def _decide(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -> str:
     started = _journal_start(delivery, policy)
     try:
         if started is not None and started > policy.crash_limit:
