@@ -84,10 +84,11 @@ def settle_down(base: str, done: Callable[[], bool], timeout: float = 60) -> Sam
     """Poll until ``done()`` and every delivery the route took up is settled; the last scrape."""
     deadline = time.monotonic() + timeout
     while True:
+        finished = done()  # before the scrape: a scrape taken first could predate what done() saw
         samples = scrape(base)
         counts = route_counts(samples)
         settled = sum(counts[o] for o in ("acked", "dead_lettered", "retried", "returned", "requeued"))
-        if (done() and settled == counts["consumed"]) or time.monotonic() > deadline:
+        if (finished and settled == counts["consumed"]) or time.monotonic() > deadline:
             return samples
         time.sleep(0.1)
 

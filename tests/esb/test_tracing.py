@@ -61,8 +61,12 @@ def _one(found: Sequence[ReadableSpan], what: str) -> ReadableSpan:
     return found[0]
 
 
-def order_spans(exporter: InMemorySpanExporter, message_id: str) -> tuple[ReadableSpan, ReadableSpan, ReadableSpan]:
-    """The relay's span of the order's ``order.placed``, the route's span handling it, and its ERP call."""
+def order_spans(
+    exporter: InMemorySpanExporter, message_id: str
+) -> tuple[list[ReadableSpan], ReadableSpan, ReadableSpan]:
+    """The relay's spans of the order's ``order.placed`` (more than one if a batch was published again after
+    a failed mark), the route's span that called the ERP for it (a redelivered copy finds the order sent
+    and calls nothing), and that ERP call."""
     finished = exporter.get_finished_spans()
 
     def named(name: str) -> list[ReadableSpan]:
@@ -70,18 +74,19 @@ def order_spans(exporter: InMemorySpanExporter, message_id: str) -> tuple[Readab
             s for s in finished if s.name == name and (s.attributes or {}).get("messaging.message.id") == message_id
         ]
 
-    publish = _one(named("publish order.placed"), "relay span")
-    consume = _one(named("consume order.placed"), "route span")
-    assert consume.context is not None
-    erp_call = _one(
-        [
-            s
-            for s in finished
-            if s.name == "erp CreateSalesOrder" and s.parent is not None and s.parent.span_id == consume.context.span_id
-        ],
-        "ERP call span",
-    )
-    return publish, consume, erp_call
+    publishes = named("publish order.placed")
+    assert publishes, "relay span"
+    calls = [
+        (consume, call)
+        for consume in named("consume order.placed")
+        for call in finished
+        if call.name == "erp CreateSalesOrder"
+        and call.parent is not None
+        and consume.context is not None
+        and call.parent.span_id == consume.context.span_id
+    ]
+    consume, erp_call = _one([pair[0] for pair in calls], "route span with its ERP call"), calls[0][1]
+    return publishes, consume, erp_call
 
 
 def _trace_id(span: ReadableSpan) -> int:
@@ -134,14 +139,19 @@ def test_one_trace_from_relay_to_erp_call(
             while app.crm.get_order(order.id).status != OrderStatus.CONFIRMED and time.monotonic() < deadline:
                 time.sleep(0.1)
         assert app.crm.get_order(order.id).status == OrderStatus.CONFIRMED
-        published = [s for s in spans.get_finished_spans() if s.name == "publish order.placed"]
-        message_id = str(_one(published, "relay span").attributes["messaging.message.id"])  # type: ignore[index]
-    publish_span, consume, erp_call = order_spans(spans, message_id)
+        published = {
+            str((s.attributes or {})["messaging.message.id"])
+            for s in spans.get_finished_spans()
+            if s.name == "publish order.placed"
+        }
+        assert len(published) == 1, published  # one order placed: one event, however often published
+    publishes, consume, erp_call = order_spans(spans, published.pop())
+    relay_traces = {_trace_id(span) for span in publishes}
     assert _trace_id(erp_call) == _trace_id(consume)
     if strip:
-        assert _trace_id(consume) != _trace_id(publish_span)
+        assert _trace_id(consume) not in relay_traces
         assert consume.parent is None
     else:
-        assert _trace_id(consume) == _trace_id(publish_span)
-        assert consume.parent is not None and publish_span.context is not None
-        assert consume.parent.span_id == publish_span.context.span_id
+        assert _trace_id(consume) in relay_traces
+        assert consume.parent is not None
+        assert consume.parent.span_id in {span.context.span_id for span in publishes if span.context is not None}
