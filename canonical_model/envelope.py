@@ -10,7 +10,8 @@ parse and defeat idempotency); only ``Envelope.new`` makes up an id. Other exten
 (CloudEvents 1.0 section 3.1.1: names of ``a-z`` and ``0-9``, at most 20 characters here) are
 kept on the envelope, at most ``MAX_EXTENSIONS`` of them, each a string of at most
 ``MAX_EXTENSION_VALUE`` characters, a 32-bit integer or a boolean; ``traceparent`` and
-``tracestate`` (W3C Trace Context) are declared so that tracing can use them later. Every
+``tracestate`` (W3C Trace Context) are declared: the outbox relay sets ``traceparent`` and a route's span
+continues its trace; a malformed ``traceparent`` is dropped (``canonical_model.trace_context``). Every
 attribute is bounded in length, so an oversized one is refused with a short reason.
 """
 
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from canonical_model.errors import InvalidMessage
 from canonical_model.text import control_char, describe_char
+from canonical_model.trace_context import valid_traceparent
 
 SCHEMA_VERSION = "1"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -153,6 +155,15 @@ class Envelope(BaseModel):
     schemaversion: str = Field(default=SCHEMA_VERSION, pattern=r"^[0-9]{1,8}$")
     traceparent: str | None = Field(default=None, max_length=MAX_TRACE_HEADER, description="W3C Trace Context")
     tracestate: str | None = Field(default=None, max_length=MAX_TRACE_HEADER, description="W3C Trace Context")
+
+    @field_validator("traceparent", mode="before")
+    @classmethod
+    def _drop_malformed_traceparent(cls, value: object) -> object:
+        # a bad trace context must not cost the message: the route's span starts a trace of its own;
+        # an over-long one is still refused by max_length, like every other attribute
+        if isinstance(value, str) and len(value) <= MAX_TRACE_HEADER:
+            return valid_traceparent(value)
+        return value
 
     @field_validator("id", "source", "subject", "correlationid", "causationid")
     @classmethod

@@ -30,13 +30,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
+from opentelemetry.trace import SpanKind
 
 from canonical_model.envelope import MAX_BODY_BYTES, Envelope
 from canonical_model.errors import InvalidMessage, PermanentError, TransientError
+from canonical_model.trace_context import context_from, tracer
 from canonical_model.truncation import truncate
 from connectors.attempts import AttemptJournal
 from connectors.base import DEAD_LETTER_STACK_MAX, LAST_ERROR_MAX, Delivery, DeliveryHandler, delivery_limit_reason
 from connectors.dead_letters import DeadLetter, read_dead_letter
+from connectors.metrics import RouteMetrics
 from connectors.topics import topic_matches
 
 log = structlog.get_logger(__name__)
@@ -88,7 +91,8 @@ class DeliveryPolicy:
     ``retry_schedule``: seconds of each delayed retry step (1 to 20 steps); ``crash_limit``: started
     tries of a redelivered message that may kill its consumer; ``journal``: where those are counted
     (None: not counted, the queue's delivery limit is the only bound); ``gate``: held before each
-    try; ``checkpoint``: called with ``AFTER_HANDLER`` between the handler's return and the ack.
+    try; ``checkpoint``: called with ``AFTER_HANDLER`` between the handler's return and the ack;
+    ``metrics``: the route's counters (``connectors.metrics``), told of every delivery and its outcome.
 
     ``ack_before_work`` and ``sleep_retry`` switch safeguards *off*, for tests that must show they
     can catch the loss or the dead letter that follows (``esb.test_hooks``): ack first, then work;
@@ -103,6 +107,7 @@ class DeliveryPolicy:
     journal: AttemptJournal | None = None
     gate: Gate | None = None
     checkpoint: Checkpoint = field(default=_no_checkpoint)
+    metrics: RouteMetrics | None = None
     ack_before_work: bool = False
     sleep_retry: bool = False
     requeue_pause: float = 0.5
@@ -192,9 +197,16 @@ def settle(
 
     def work() -> None:
         envelope = Envelope.from_bytes(delivery.body, max_bytes=max_body_bytes)
-        if accepts is not None:
-            check_type(envelope, accepts)
-        handler(envelope)
+        # a child of the relay's span when the envelope carries its traceparent, else a new trace
+        with tracer().start_as_current_span(
+            f"consume {envelope.type}",
+            context=context_from(envelope.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.destination.name": delivery.queue, "messaging.message.id": envelope.id},
+        ):
+            if accepts is not None:
+                check_type(envelope, accepts)
+            handler(envelope)
 
     return _settle(delivery, work, policy or DeliveryPolicy())
 
@@ -216,6 +228,25 @@ def _journal_start(delivery: Delivery, policy: DeliveryPolicy) -> int | None:
 
 
 def _settle(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -> str:
+    metrics = policy.metrics
+    if metrics is None:
+        return _decide(delivery, work, policy)
+    metrics.consumed()
+    took: list[float] = []
+
+    def timed() -> None:
+        start = time.perf_counter()
+        try:
+            work()
+        finally:
+            took.append(time.perf_counter() - start)
+
+    outcome = _decide(delivery, timed, policy)
+    metrics.settled(outcome, took[0] if took else None)
+    return outcome
+
+
+def _decide(delivery: Delivery, work: Callable[[], None], policy: DeliveryPolicy) -> str:
     started = _journal_start(delivery, policy)
     try:
         if started is not None and started > policy.crash_limit:

@@ -14,24 +14,32 @@ A row whose event type no queue is bound to is *parked* (``parked_at``, ``park_r
 same transaction that marks the rest of its batch published: it no longer blocks the relay, is
 not published again, and waits until an operator binds a route and releases it
 (``parked_events``, ``release_parked``; ``esb outbox parked`` / ``esb outbox release``).
+
+Traced: each event published is a producer span (``publish <type>``, a new trace) whose ``traceparent``
+is written into the envelope on its way out (not into the row: a batch published again is a new try);
+the route's and the ERP call's spans continue that trace.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import json
 import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from canonical_model.envelope import Envelope
 from canonical_model.errors import EsbError, Unroutable
+from canonical_model.trace_context import traceparent_of, tracer
 from canonical_model.truncation import truncate
 from crm_core.models import OutboxRow, utcnow
 from crm_core.outbox_wakeup import OutboxWakeup, notify_relays
@@ -244,6 +252,25 @@ class OutboxRelay:
 
     def _publish_batch(self, events: Sequence[PendingEvent]) -> set[str]:
         """Publish ``events``; the message ids of those the transport could not route."""
+        spans = [
+            tracer().start_span(
+                f"publish {event.event_type}",
+                kind=SpanKind.PRODUCER,
+                attributes={"messaging.message.id": event.message_id, "messaging.destination.name": event.event_type},
+            )
+            for event in events
+        ]
+        try:
+            return self._publish_traced([_traced(event, span) for event, span in zip(events, spans, strict=True)])
+        except BaseException as exc:
+            for span in spans:
+                span.set_status(Status(StatusCode.ERROR, truncate(f"{type(exc).__name__}: {exc}", 300)))
+            raise
+        finally:
+            for span in spans:
+                span.end()
+
+    def _publish_traced(self, events: Sequence[PendingEvent]) -> set[str]:
         try:
             self._publish(events)
         except Unroutable as exc:
@@ -357,6 +384,22 @@ class OutboxRelay:
         return done
 
 
+def _traced(event: PendingEvent, span: Span) -> PendingEvent:
+    """``event`` with its envelope's ``traceparent`` naming ``span``; unchanged when the span is not recorded
+    (no OpenTelemetry SDK) or the body is not a JSON object (the route dead-letters it anyway)."""
+    traceparent = traceparent_of(span)
+    if traceparent is None:
+        return event
+    try:
+        envelope = json.loads(event.body)
+    except ValueError:
+        return event
+    if not isinstance(envelope, dict):
+        return event
+    envelope["traceparent"] = traceparent
+    return dataclasses.replace(event, body=json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode())
+
+
 def _mark(session: Session, events: Sequence[PendingEvent], unrouted: set[str]) -> tuple[int, list[PendingEvent]]:
     """Mark ``events`` published, those of ``unrouted`` parked instead; (published, the parked ones)."""
     published = [event.seq for event in events if event.message_id not in unrouted]
@@ -381,6 +424,17 @@ def _log_parked(parked: Sequence[PendingEvent]) -> None:
             message_id=event.message_id,
             event_type=event.event_type[:80],
         )
+
+
+def backlog(sessions: sessionmaker[Session]) -> tuple[int, datetime | None]:
+    """Rows still to relay (neither published nor parked) and the creation time of the oldest (UTC; None: none)."""
+    with sessions() as session:
+        count, oldest = session.execute(
+            select(func.count(), func.min(OutboxRow.created_at)).select_from(OutboxRow).where(_pending())
+        ).one()
+    if oldest is not None and oldest.tzinfo is None:  # SQLite gives the stored UTC back naive
+        oldest = oldest.replace(tzinfo=UTC)
+    return int(count), oldest
 
 
 def parked_events(sessions: sessionmaker[Session], *, limit: int = 1000) -> list[ParkedEvent]:

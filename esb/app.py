@@ -11,6 +11,7 @@ import structlog
 
 from connectors.base import OutgoingMessage, Transport
 from connectors.erp import ErpClient
+from connectors.metrics import Metrics
 from connectors.publishing import envelope_publisher
 from connectors.registry import create_transport
 from connectors.urls import redact_database_url
@@ -65,7 +66,9 @@ class Application:
         self.sessions = session_factory(self.engine)
         self.crm = CrmService(self.sessions)
         self.transport = build_transport(settings)
-        self.erp = ErpClient(settings.erp)
+        #: this process's Prometheus metrics (their own registry), served by ``esb.observability``
+        self.metrics = Metrics()
+        self.erp = ErpClient(settings.erp, metrics=self.metrics.backoffice("erp"))
         #: the material master pull: the first at start (by the command), then the worker's thread
         self.material_sync = MaterialSyncSchedule(
             partial(sync_materials, self.crm, self.erp), interval=settings.worker.material_sync_seconds

@@ -126,7 +126,14 @@ def worker(ctx: click.Context) -> None:
             status(f"material master: {app.material_sync.run_once()}")
         except Exception as exc:  # the worker still starts; its material thread retries soon
             status(f"material sync failed, will retry in {app.material_sync.next_wait():g} s: {str(exc)[:300]}")
-        running = Worker(app).start()
+        try:
+            running = Worker(app).start()
+        except OSError as exc:  # the metrics port taken or the address not ours: before any thread started
+            metrics = settings.metrics
+            raise OneLineError(f"cannot serve metrics on {metrics.host[:100]}:{metrics.port}: {exc}") from exc
+        if running.observability is not None:
+            host, port = running.observability.address
+            status(f"metrics on http://{host}:{port}/metrics (/healthz, /readyz)")
 
         def stop(signum: int, frame: FrameType | None) -> None:
             running.stop()

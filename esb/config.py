@@ -127,6 +127,18 @@ class ConsoleSettings(BaseModel):
     secure_cookie: bool = False
 
 
+class MetricsSettings(BaseModel):
+    """Where the worker serves ``/metrics``, ``/healthz`` and ``/readyz`` (no login: keep it on a private address)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: address to listen on; the default is reachable from this host only
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
+    #: TCP port; None (the default): not served, since several workers on one host would want the same
+    #: port; 0: any free port (tests; the worker logs the one it got)
+    port: int | None = Field(default=None, ge=0, le=65535)
+
+
 class EsbSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ESB_", env_nested_delimiter="__", extra="forbid")
 
@@ -159,6 +171,7 @@ class EsbSettings(BaseSettings):
     erp: ErpSettings = ErpSettings(url=DEFAULT_ERP_URL)
     worker: WorkerSettings = WorkerSettings()
     console: ConsoleSettings = ConsoleSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("rabbitmq_url")
     @classmethod
@@ -358,6 +371,7 @@ __all__ = [
     "RETRY_STEPS_MAX",
     "ConfigError",
     "EsbSettings",
+    "MetricsSettings",
     "RouteSettings",
     "WorkerSettings",
     "check_database_url",

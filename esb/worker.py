@@ -26,6 +26,7 @@ from connectors.base import DeliveryHandler, QueueSpec, Transport
 from connectors.breaker import Breakers
 from connectors.consumer import DeliveryPolicy
 from esb.app import Application
+from esb.observability import ObservabilityServer
 from esb.shards import OWNER_MAX, ShardLeases
 from flows.routes import DeadLetterRoute, Route
 
@@ -144,6 +145,8 @@ class Worker:
         self._journal = AttemptJournal(app.engine)
         #: one circuit breaker per back office, shared by the routes that call it
         self.breakers = Breakers(failures=settings.breaker_failures, interval=settings.breaker_interval)
+        #: ``/metrics``, ``/healthz``, ``/readyz`` while started, when ``metrics.port`` is set
+        self.observability: ObservabilityServer | None = None
 
     def policy(self, route: Route | DeadLetterRoute) -> DeliveryPolicy:
         """How ``route`` settles its deliveries here: its retry schedule (configuration first), the attempt
@@ -156,6 +159,7 @@ class Worker:
             journal=self._journal,
             gate=self.breakers.gate(route.calls, self._stop),
             checkpoint=hooks.checkpoint,
+            metrics=self._app.metrics.route(route.name),
             ack_before_work=hooks.safeguard_off("ack_before_commit"),
             sleep_retry=hooks.safeguard_off("sleep_retry"),
             requeue_pause=settings.requeue_pause,
@@ -167,8 +171,12 @@ class Worker:
         return override.concurrency if override else 1
 
     def start(self) -> Worker:
+        """Start every thread; ``OSError`` when the metrics port is taken (raised before any thread starts)."""
         app = self._app
         settings = app.settings.worker
+        metrics = app.settings.metrics
+        if metrics.port is not None:  # first: a taken port fails the start before any consumer runs
+            self.observability = ObservabilityServer(app, metrics.host, metrics.port).start()
         sharded: list[RouteQueues] = []
         for route in app.routes:
             sharded.append(
@@ -267,6 +275,9 @@ class Worker:
             self.shard_leases.release_all()
         for executor in self._executors:
             executor.shutdown(wait=False, cancel_futures=True)
+        if self.observability is not None:
+            self.observability.stop()
+            self.observability = None
         log.info("worker stopped")
 
     def wait(self) -> None:

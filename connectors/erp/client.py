@@ -27,9 +27,11 @@ import structlog
 import tenacity
 import zeep
 import zeep.wsdl
+from opentelemetry.trace import SpanKind
 from zeep.helpers import serialize_object
 
 from canonical_model.errors import ConnectorTimeout
+from canonical_model.trace_context import tracer
 from connectors.erp.errors import (
     SYSTEM,
     AnswerOverLimit,
@@ -51,6 +53,7 @@ from connectors.erp.raw_answer import (
 from connectors.erp.results import ChangeBatch, CustomerCreated, MaterialSaved, Record, SalesOrderResult
 from connectors.erp.settings import ErpSettings
 from connectors.erp.transport import AnswerLimits, ErpTransport, NotSoapAnswer
+from connectors.metrics import CallMetrics
 from connectors.urls import redact_url
 
 log = structlog.get_logger(__name__)
@@ -95,8 +98,14 @@ def _redacted(url: str) -> str:
 
 
 class ErpClient:
-    def __init__(self, settings: ErpSettings) -> None:
+    """The ERP's SOAP operations; ``metrics``: where each call's duration and error are counted (None: nowhere).
+
+    Every call is a client span (``erp <operation>``), a child of the current one (the route's).
+    """
+
+    def __init__(self, settings: ErpSettings, *, metrics: CallMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self._document: Any = None  # the parsed WSDL, shared by every thread's zeep client
         self._document_lock = threading.Lock()
         self._local = threading.local()
@@ -347,8 +356,20 @@ class ErpClient:
             finally:
                 transport.last_answer = None  # up to max_answer_bytes: not kept beyond the attempt
 
-        with translated(operation, correlation_id, params):
-            answer = self._retrying(attempt, retryable if idempotent else never_sent, bound, not_after)
+        started = time.perf_counter()
+        error: BaseException | None = None
+        with tracer().start_as_current_span(
+            f"erp {operation}", kind=SpanKind.CLIENT, attributes={"rpc.system": "soap", "rpc.method": operation}
+        ):
+            try:
+                with translated(operation, correlation_id, params):
+                    answer = self._retrying(attempt, retryable if idempotent else never_sent, bound, not_after)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                if self.metrics is not None:
+                    self.metrics.called(operation, time.perf_counter() - started, error)
         bound.debug("erp call done")
         if isinstance(answer, _ReadByHand):
             return answer.value
@@ -426,6 +447,16 @@ class ErpClient:
                 self._sessions.add(session)
             self._log.info("erp client ready", wsdl=_redacted(settings.wsdl_url))
         return service, self._local.session
+
+    def probe(self, timeout: float = 2.0) -> None:
+        """Raise unless the ERP answers an HTTP GET of its WSDL within ``timeout`` seconds (each of connect
+        and read; the answer's body is not read) with a status below 500: the readiness check of
+        ``/readyz``. Raises ``requests.RequestException`` or ``ConnectionError`` naming the status."""
+        with self._new_session() as session:
+            answer = session.get(self.settings.wsdl_url, timeout=(timeout, timeout), stream=True)
+            answer.close()
+        if answer.status_code >= 500:
+            raise ConnectionError(f"the ERP answered HTTP {answer.status_code}")
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
