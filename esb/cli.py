@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from esb.app import Application
     from esb.failed import FailedMessages, Outcome
+    from esb.observability import ObservabilityServer
 
 
 def _log_format(value: str) -> str:
@@ -490,8 +491,30 @@ def console(ctx: click.Context, host: str | None, port: int | None) -> None:
             csrf_check=not app.hooks.safeguard_off("console_csrf"),
         )
         listen = (host or settings.console.host, port or settings.console.port)
+        observability = _observability(app, settings)
         status(f"console on http://{listen[0]}:{listen[1]}/")
-        uvicorn.run(create_app(deps), host=listen[0], port=listen[1], log_level="warning")
+        try:
+            uvicorn.run(create_app(deps), host=listen[0], port=listen[1], log_level="warning")
+        finally:
+            if observability is not None:
+                observability.stop()
+
+
+def _observability(app: Application, settings: EsbSettings) -> ObservabilityServer | None:
+    """The console's ``/metrics``, ``/healthz`` and ``/readyz`` where ``metrics.port`` is set (as the worker
+    serves them); ``OneLineError`` when the port is taken."""
+    from esb.observability import ObservabilityServer
+
+    metrics = settings.metrics
+    if metrics.port is None:
+        return None
+    try:
+        server = ObservabilityServer(app, metrics.host, metrics.port).start()
+    except OSError as exc:
+        raise OneLineError(f"cannot serve metrics on {metrics.host[:100]}:{metrics.port}: {exc}") from exc
+    host, bound = server.address
+    status(f"metrics on http://{host}:{bound}/metrics (/healthz, /readyz)")
+    return server
 
 
 def _application(settings: EsbSettings) -> Application:

@@ -9,7 +9,10 @@ then the ERP process stopped and 3 orders placed: each is tried, retried ``STEPS
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -243,3 +246,39 @@ def test_esb_worker_refuses_a_taken_metrics_port_in_one_line(tmp_path: Path) -> 
     assert done.exit_code == 1, done.output
     last = done.output.strip().splitlines()[-1]
     assert last.startswith(f"Error: cannot serve metrics on 127.0.0.1:{port}: "), done.output
+
+
+def test_esb_console_serves_metrics_and_health_beside_its_pages(tmp_path: Path) -> None:
+    """The issue: /metrics, /healthz and /readyz "by the worker and the console alike": `esb console` (a process
+    of its own) serves them on ``metrics.port``, without login, next to its login-only pages."""
+    metrics_port, console_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESB_")} | {
+        "ESB_DATA_DIR": str(tmp_path),
+        "ESB_METRICS__PORT": str(metrics_port),
+        "ESB_CONSOLE__PORT": str(console_port),
+    }
+    console = subprocess.Popen(
+        [sys.executable, "-m", "esb", "console"], env=env, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+
+    def answer(url: str) -> tuple[int, bytes]:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return _get(url)
+            except OSError:  # not listening yet
+                assert console.poll() is None, console.communicate()[1]
+                assert time.monotonic() < deadline, f"{url} never answered"
+                time.sleep(0.2)
+
+    try:
+        health = answer(f"http://127.0.0.1:{metrics_port}/healthz")
+        status, body = answer(f"http://127.0.0.1:{metrics_port}/metrics")
+        login_status, _ = answer(f"http://127.0.0.1:{console_port}/api/groups")
+    finally:
+        console.terminate()
+        console.wait(30)
+    assert health == (200, b"ok\n")
+    assert status == 200
+    assert "esb_outbox_backlog" in {family.name for family in text_string_to_metric_families(body.decode())}
+    assert login_status == 401  # the console's own pages still need a login
