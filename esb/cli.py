@@ -277,11 +277,20 @@ def _failed_service(ctx: click.Context) -> tuple[Application, FailedMessages]:
     return app, FailedMessages(app.sessions, app.transport, app.crm)
 
 
+#: who acts (``--as``): the rule of a console user's name
+_ACTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
 def _actor(value: str | None) -> str:
     import getpass
 
-    if value:
-        return value[:80]
+    if value is not None:
+        # the audit trail prints it on a line of its own: a console user's name rules, no control characters
+        if not _ACTOR.fullmatch(value):
+            raise click.BadParameter(
+                "1 to 64 letters, digits and . _ @ -, starting with a letter or digit", param_hint="--as"
+            )
+        return value
     try:
         return getpass.getuser()[:80]
     except Exception:  # no user name in this environment (a container without a passwd entry)
@@ -291,7 +300,12 @@ def _actor(value: str | None) -> str:
 def _selected(service: FailedMessages, ids: tuple[int, ...], group: str | None) -> list[int]:
     if bool(ids) == (group is not None):
         raise click.UsageError("give failure ids, or --group G")
-    return list(ids) if group is None else service.ids_in_group(group)
+    if group is None:
+        return list(ids)
+    selected = service.ids_in_group(group)
+    if not selected:  # a mistyped group must not look like a done bulk action
+        raise OneLineError(f"no open failure in group {group[:40]!r} (esb failed list --grouped shows the groups)")
+    return selected
 
 
 def _report(outcomes: Sequence[Outcome], output_format: str, what: str) -> None:

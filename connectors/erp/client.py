@@ -450,11 +450,14 @@ class ErpClient:
 
     def probe(self, timeout: float = 2.0) -> None:
         """Raise unless the ERP answers an HTTP GET of its WSDL within ``timeout`` seconds (each of connect
-        and read; the answer's body is not read) with a status below 500: the readiness check of
-        ``/readyz``. Raises ``requests.RequestException`` or ``ConnectionError`` naming the status."""
+        and read; the answer's body is not read) with a status below 500 other than 401 and 403: the
+        readiness check of ``/readyz`` (a refused login fails every call, as an ERP that is down does).
+        Raises ``requests.RequestException`` or ``ConnectionError`` naming the status."""
         with self._new_session() as session:
             answer = session.get(self.settings.wsdl_url, timeout=(timeout, timeout), stream=True)
             answer.close()
+        if answer.status_code in (401, 403):
+            raise ConnectionError(f"the ERP answered HTTP {answer.status_code} (check the ERP user and password)")
         if answer.status_code >= 500:
             raise ConnectionError(f"the ERP answered HTTP {answer.status_code}")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session as DbSession
@@ -64,6 +65,12 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
     """The console's ASGI application over ``deps``."""
     app = FastAPI(title="crm-esb console", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(_TEMPLATES))
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's default answer echoes each invalid input: a login form's password among them
+        fields = sorted({".".join(str(part) for part in error.get("loc", ())[1:])[:100] for error in exc.errors()})
+        return JSONResponse({"error": "invalid request", "fields": fields[:20]}, status_code=422)
 
     @app.exception_handler(_LoginRequired)
     def _login_required(request: Request, exc: _LoginRequired) -> Response:

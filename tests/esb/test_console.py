@@ -326,6 +326,11 @@ def test_without_login_pages_redirect_and_the_api_answers_401_and_actions_need_t
         anonymous.cookies.set("esb_console", "eyJ1IjogImFubmEifQ.0000")
         assert anonymous.get(url + "/api/groups", timeout=WAIT).status_code == 401
 
+        # an invalid login form is refused without its input echoed (FastAPI's default answer carries it)
+        secret = "SecretP" * 200
+        answer = anonymous.post(url + "/login", data={"name": "anna", "password": secret, "csrf": "x"}, timeout=WAIT)
+        assert answer.status_code == 422 and "SecretP" not in answer.text, answer.text[:300]
+
         operator, token = session_of(url, *OPERATOR)
         if app.hooks.safeguard_off("console_csrf"):
             # without the check, a form posted from anywhere acts as the logged-in operator

@@ -158,6 +158,13 @@ def test_acknowledge_discard_and_usage_errors(app: Application, env: dict[str, s
     assert "give failure ids, or --group G" in esb(env, "failed", "replay", "1", "--group", "x", expect=2).output
     assert "give failure ids, or --group G" in esb(env, "failed", "discard", expect=2).output
     assert "no failed message 999" in esb(env, "failed", "show", "999", expect=1).output
+    # a mistyped group is an error, not "0 of 0 done"; --as is a name, never a forged audit line
+    assert (
+        "no open failure in group 'nosuchgroup'"
+        in esb(env, "failed", "replay", "--group", "nosuchgroup", expect=1).output
+    )
+    forged = esb(env, "failed", "acknowledge", str(second), "--as", "evil\nsecond", expect=2).output
+    assert "--as" in forged and "letters, digits" in forged
     assert "is no time nor duration" in esb(env, "failed", "list", "--since", "yesterday", expect=2).output
     recent = json.loads(esb(env, "failed", "list", "--since", "1h", "--status", "all", "--format", "json").stdout)
     assert len(recent) == 3
