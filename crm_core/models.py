@@ -12,6 +12,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -329,3 +330,5 @@ class ConsoleUser(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: sessions issued at or before this time (Unix seconds) are ended: set by logout
+    sessions_after: Mapped[float | None] = mapped_column(Double, nullable=True)

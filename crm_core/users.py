@@ -42,6 +42,8 @@ class Role(StrEnum):
 class User:
     name: str
     role: Role
+    #: sessions issued at or before this time (Unix seconds) are ended (logout); None: none ended
+    sessions_after: float | None = None
 
 
 def hash_password(password: str) -> str:
@@ -100,7 +102,15 @@ def get_user(sessions: sessionmaker[Session], name: str) -> User | None:
     """The user ``name`` with their current role, or None."""
     with sessions() as session:
         row = session.scalar(select(ConsoleUser).where(ConsoleUser.name == name[:NAME_MAX]))
-        return None if row is None else User(row.name, Role(row.role))
+        return None if row is None else User(row.name, Role(row.role), row.sessions_after)
+
+
+def end_sessions(sessions: sessionmaker[Session], name: str, at: float) -> None:
+    """End every session of ``name`` issued at or before ``at`` (Unix seconds): logout, everywhere."""
+    with sessions.begin() as session:
+        row = session.scalar(select(ConsoleUser).where(ConsoleUser.name == name[:NAME_MAX]))
+        if row is not None:
+            row.sessions_after = at
 
 
 def list_users(sessions: sessionmaker[Session]) -> list[User]:

@@ -14,6 +14,7 @@ from the database on each request, so a changed role holds at once.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from sqlalchemy.orm import sessionmaker
 from crm_core.errors import NotFound
 from crm_core.failed_store import FailureFilter, FailureStatus, failure_times
 from crm_core.services import CrmService
-from crm_core.users import Role, User, authenticate, get_user
+from crm_core.users import Role, User, authenticate, end_sessions, get_user
 from esb.console.render import highlighted, hourly, sparkline
 from esb.console.session import COOKIE, Session, SessionCodec, csrf_ok
 from esb.failed import EditRefused, FailedMessages, FailureNotFound, Outcome
@@ -86,6 +87,8 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
         user = get_user(deps.sessions, session.user) if session is not None and session.user else None
         if user is None or session is None:
             raise _LoginRequired(api)
+        if user.sessions_after is not None and session.issued <= user.sessions_after:
+            raise _LoginRequired(api)  # logged out: a copy of the old cookie is no session
         return user, session
 
     def operator(request: Request, csrf: str | None) -> tuple[User, Session]:
@@ -138,9 +141,10 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
     @app.post("/logout")
     def logout(request: Request, csrf: Annotated[str | None, Form(max_length=100)] = None) -> Response:
-        _, session = user_of(request)
+        user, session = user_of(request)
         if not csrf_ok(session, csrf):
             raise HTTPException(403, "missing or wrong CSRF token")
+        end_sessions(deps.sessions, user.name, time.time())
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response

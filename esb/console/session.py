@@ -30,11 +30,12 @@ SECRET_FILE = "console_secret"
 @dataclass(frozen=True)
 class Session:
     """``user``: the logged-in user's name, empty before login; ``csrf``: the token every form posts back;
-    ``expires``: Unix seconds."""
+    ``expires`` and ``issued``: Unix seconds."""
 
     user: str
     csrf: str
     expires: float
+    issued: float
 
 
 def session_secret(settings: EsbSettings) -> bytes:
@@ -64,12 +65,15 @@ class SessionCodec:
 
     def new(self, user: str = "") -> Session:
         """A fresh session (a new CSRF token) for ``user`` (empty: not logged in)."""
-        return Session(user, secrets.token_urlsafe(24), time.time() + self._seconds)
+        now = time.time()
+        return Session(user, secrets.token_urlsafe(24), now + self._seconds, now)
 
     def dump(self, session: Session) -> str:
         payload = (
             base64.urlsafe_b64encode(
-                json.dumps({"u": session.user, "c": session.csrf, "e": int(session.expires)}).encode("utf-8")
+                json.dumps(
+                    {"u": session.user, "c": session.csrf, "e": int(session.expires), "i": session.issued}
+                ).encode("utf-8")
             )
             .decode("ascii")
             .rstrip("=")
@@ -85,7 +89,7 @@ class SessionCodec:
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(payload.encode("ascii") + b"=" * (-len(payload) % 4)))
-            session = Session(str(data["u"]), str(data["c"]), float(data["e"]))
+            session = Session(str(data["u"]), str(data["c"]), float(data["e"]), float(data["i"]))
         except (ValueError, KeyError, TypeError, binascii.Error):
             return None
         return session if session.expires > time.time() else None

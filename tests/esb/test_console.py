@@ -360,6 +360,17 @@ def test_without_login_pages_redirect_and_the_api_answers_401_and_actions_need_t
         status = FailedMessages(app.sessions, app.transport, app.crm).show(failure_id).failure.status
         assert status == FailureStatus.ACKNOWLEDGED
 
+        # logout ends the session: a copy of its cookie (a shared machine, a leaked header) is no login after it
+        kept = operator.cookies.get("esb_console")
+        answer = operator.post(url + "/logout", data={"csrf": token}, allow_redirects=False, timeout=WAIT)
+        assert answer.status_code == 303
+        replayed = requests.Session()
+        replayed.trust_env = False
+        replayed.cookies.set("esb_console", kept)
+        assert replayed.get(url + "/api/groups", timeout=WAIT).status_code == 401
+        again, _ = session_of(url, *OPERATOR)  # a new login works
+        assert again.get(url + "/api/groups", timeout=WAIT).status_code == 200
+
 
 def app_failures_group(app: Application) -> str:
     return FailedMessages(app.sessions, app.transport, app.crm).groups(FailureFilter())[0].key

@@ -69,13 +69,13 @@ def test_a_session_cookie_is_signed_and_expires(tmp_path: Path) -> None:
     codec = SessionCodec(secret, 1.0)
     session = codec.new("anna")
     cookie = codec.dump(session)
-    assert codec.load(cookie) == session.__class__(session.user, session.csrf, int(session.expires))
+    assert codec.load(cookie) == session.__class__(session.user, session.csrf, int(session.expires), session.issued)
     assert codec.load(cookie[:-1] + ("0" if cookie[-1] != "0" else "1")) is None, "signature altered"
     payload, signature = cookie.rsplit(".", 1)
     assert codec.load(payload.replace(payload[2], "A" if payload[2] != "A" else "B", 1) + "." + signature) is None
     assert SessionCodec(b"another key", 1.0).load(cookie) is None
     assert codec.load("x" * 5000) is None and codec.load(None) is None
-    expired = session.__class__("anna", "token", time.time() - 1)
+    expired = session.__class__("anna", "token", time.time() - 1, time.time() - 3601)
     assert codec.load(codec.dump(expired)) is None
     assert csrf_ok(session, session.csrf) and not csrf_ok(session, "other") and not csrf_ok(session, None)
     assert not csrf_ok(None, session.csrf)

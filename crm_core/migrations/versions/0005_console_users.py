@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sessions_after", sa.Double(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_console_users")),
         sa.UniqueConstraint("name", name=op.f("uq_console_users_name")),
     )
