@@ -505,6 +505,7 @@ def console(ctx: click.Context, host: str | None, port: int | None) -> None:
             csrf_check=not app.hooks.safeguard_off("console_csrf"),
         )
         listen = (host or settings.console.host, port or settings.console.port)
+        _check_free(listen, "the console")  # uvicorn would say it in its own words and exit 3
         observability = _observability(app, settings)
         status(f"console on http://{listen[0]}:{listen[1]}/")
         try:
@@ -512,6 +513,18 @@ def console(ctx: click.Context, host: str | None, port: int | None) -> None:
         finally:
             if observability is not None:
                 observability.stop()
+
+
+def _check_free(listen: tuple[str, int], what: str) -> None:
+    """``OneLineError`` unless ``listen`` (host, port) can be bound now."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in listen[0] else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(listen)
+    except OSError as exc:
+        raise OneLineError(f"cannot serve {what} on {listen[0][:100]}:{listen[1]}: {exc}") from exc
 
 
 def _observability(app: Application, settings: EsbSettings) -> ObservabilityServer | None:

@@ -282,3 +282,13 @@ def test_esb_console_serves_metrics_and_health_beside_its_pages(tmp_path: Path) 
     assert status == 200
     assert "esb_outbox_backlog" in {family.name for family in text_string_to_metric_families(body.decode())}
     assert login_status == 401  # the console's own pages still need a login
+
+
+def test_esb_console_refuses_a_taken_port_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = CliRunner().invoke(cli, ["console", "--port", str(port)], env={"ESB_DATA_DIR": str(tmp_path)})
+    assert done.exit_code == 1, done.output
+    assert done.output.strip().splitlines()[-1].startswith(f"Error: cannot serve the console on 127.0.0.1:{port}: ")
